@@ -42,7 +42,7 @@ from models.state import (
     state_size,
     unpack_states,
 )
-from training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT
+from training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, sampling
 from training.export.checks import (
     check_sampling,
     check_state,
@@ -51,7 +51,6 @@ from training.export.checks import (
     guarded,
     require,
 )
-from training.export.sampling import next_tokens
 from training.export.text import VocabularyTables
 from training.export.writer import Endpoint
 from training.vocab import UNK_ID
@@ -163,24 +162,37 @@ class LanguageModelSignatures:
     def _sample(self, logits, state, max_new_tokens, temperature, top_k, seed):
         """`(B, V)` logits of the last consumed token → `(tokens (B, N), state)`.
 
-        The loop carries the unpacked per-layer states, packed once at the end.
+        The picker is chosen once per request (`sampling.mode`): each of the
+        three branches runs its own token loop. The loop carries the
+        unpacked per-layer states, packed once at the end.
         """
-        first = next_tokens(logits, temperature, top_k, seed, 0)  # (B,)
-        generated = tf.TensorArray(tf.int32, size=max_new_tokens, element_shape=tf.TensorShape([None]))
-
-        def body(i, token, states, generated):
-            logits, states = run_language_model_states(self.model, token[:, tf.newaxis], states)  # (B, 1, V)
-            token = next_tokens(logits[:, -1], temperature, top_k, seed, i)
-            return i + 1, token, states, generated.write(i, token)
-
+        pickers = sampling.pickers(temperature, top_k, seed, max_new_tokens, self.vocab_size)
         states = unpack_states(self.model, state)
-        _, _, states, generated = tf.while_loop(
-            lambda i, *_: i < max_new_tokens,
-            body,
-            (tf.constant(1), first, states, generated.write(0, first)),
-        )
-        state = tf.ensure_shape(pack_states(self.model, states), (None, self.state_size))
-        return tf.transpose(generated.stack()), state  # (B, N), (B, S)
+
+        def generation(pick):
+            def run():
+                first = pick(logits, 0)  # (B,)
+                generated = tf.TensorArray(
+                    tf.int32, size=max_new_tokens, element_shape=tf.TensorShape([None])
+                )
+
+                def body(i, token, states, generated):
+                    logits, states = run_language_model_states(self.model, token[:, tf.newaxis], states)
+                    token = pick(logits[:, -1], i)  # (B,)
+                    return i + 1, token, states, generated.write(i, token)
+
+                _, _, final, generated = tf.while_loop(
+                    lambda i, *_: i < max_new_tokens,
+                    body,
+                    (tf.constant(1), first, states, generated.write(0, first)),
+                )
+                return generated.stack(), pack_states(self.model, final)  # (N, B), (B, S)
+
+            return run
+
+        branch = sampling.mode(temperature, top_k, self.vocab_size)
+        tokens, state = tf.switch_case(branch, [generation(pick) for pick in pickers])
+        return tf.transpose(tokens), tf.ensure_shape(state, (None, self.state_size))  # (B, N), (B, S)
 
     def _consume_padded(self, tokens, lengths):
         """Runs right-padded prompts from zeros; each row stops at its own length.
@@ -192,7 +204,7 @@ class LanguageModelSignatures:
         last = tf.zeros((batch, self.vocab_size), tf.float32)
 
         def body(t, state, last):
-            logits, new_state = self._run(tokens[:, t : t + 1], state)  # (B, 1, V)
+            logits, new_state = self._run(tokens[:, t][:, tf.newaxis], state)  # (B, 1, V)
             live = (t < lengths)[:, tf.newaxis]  # (B, 1)
             return t + 1, tf.where(live, new_state, state), tf.where(live, logits[:, -1], last)
 
