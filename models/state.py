@@ -117,22 +117,31 @@ def run_language_model_states(model, tokens, states=None, training=False):
     """`run_language_model` on unpacked states (one structure per `Recurrent`).
 
     A loop over tokens (generation) unpacks the state once, calls this per
-    token, and packs once at the end.
+    token, and packs once at the end. For one position (`tokens` of static
+    shape `(B, 1)`) the layers after the last `Recurrent` (per-position:
+    `Dropout`, `Dense`) run on `(B, H)` without the time axis: a `Dense` on
+    `(B, 1, H)` is a tensordot of a dozen graph ops, on `(B, H)` one matmul,
+    and a generated token costs a few µs per op.
 
     Returns:
         `(logits (B, T, V) float32, final states)`.
     """
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    last_recurrent = max(i for i, layer in enumerate(layers) if isinstance(layer, Recurrent))
+    one_position = tokens.shape[1] == 1
     x, position, finals = tokens, 0, []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+    for index, layer in enumerate(layers):
         if isinstance(layer, Recurrent):
             initial = None if states is None else states[position]
             x, final = layer(x, initial_state=initial, training=training)
             finals.append(final)
             position += 1
+            if one_position and index == last_recurrent:
+                x = x[:, 0]  # (B, H)
         else:
             x = layer(x, training=training)
+    if one_position:
+        x = x[:, None]  # (B, 1, V)
     return ops.cast(x, "float32"), finals
 
 
