@@ -42,6 +42,7 @@ def _run(modules, args, own_arguments=True):
         block = module.markdown(results)
         if not options.quick:
             module.chart(results, out / f"{stem}.png")
+            block += "\n\n" + report.files_line(out / f"{stem}.png", out / f"{stem}.json")
             report.update_markdown(module.NAME, block)
         print(block)
         print(

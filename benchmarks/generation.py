@@ -124,7 +124,6 @@ def markdown(results):
             f"{results['new_tokens']} new tokens per call, median of "
             f"{len(results['runs'][0]['contenders']['generate']['samples_s'])} samples.",
             markdown_table(header, rows),
-            f"Chart: `benchmarks/results/{NAME}.png`; raw samples: `benchmarks/results/{NAME}.json`.",
         ]
     )
 

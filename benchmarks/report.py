@@ -55,6 +55,17 @@ def update_markdown(name, block, path=MARKDOWN):
     atomic_write_text(path, text)
 
 
+def files_line(chart_path, json_path):
+    """The line naming a run's chart and raw results, relative to the
+    repository when they are in it (as in `BENCHMARKS.md`)."""
+
+    def shown(path):
+        path = Path(path).resolve()
+        return path.relative_to(MARKDOWN.parent) if path.is_relative_to(MARKDOWN.parent) else path
+
+    return f"Chart: `{shown(chart_path)}`; raw results: `{shown(json_path)}`."
+
+
 def markdown_table(header, rows):
     """A GitHub Markdown table from a header list and row lists."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -238,7 +238,6 @@ def markdown(results):
             f"Command: `{results['command']}` ({results['seconds']} s); Predict(`step`), B=1, T=1, "
             f"{results['rows'][0]['requests']} timed requests per client.",
             markdown_table(header, rows),
-            f"Chart: `benchmarks/results/{NAME}.png`; raw numbers: `benchmarks/results/{NAME}.json`.",
         ]
     )
 

@@ -263,7 +263,6 @@ def markdown(results):
         ]
         sections.append(f"**Peak RSS of training** ({_short(dataclasses.asdict(MAIN))}, one process each):")
         sections.append(markdown_table(header, rows))
-    sections.append(f"Chart: `benchmarks/results/{NAME}.png`; raw samples: `benchmarks/results/{NAME}.json`.")
     return "\n\n".join(sections)
 
 
