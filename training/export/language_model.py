@@ -141,10 +141,22 @@ class LanguageModelSignatures:
     # -- shared pieces -------------------------------------------------------
 
     def _run(self, tokens, state=None):
-        """`run_language_model` with the static V and S set on its outputs."""
-        logits, state = run_language_model(self.model, tokens, state)
-        logits = tf.ensure_shape(logits, (None, None, self.vocab_size))  # (B, T, V)
-        return logits, tf.ensure_shape(state, (None, self.state_size))  # (B, S)
+        """`run_language_model` with the static V and S set on its outputs.
+
+        One token per sequence (T = 1: how a streaming client calls `step`,
+        and how `generate` continues) takes a branch built for T = 1, where
+        each layer is one cell call instead of a time loop.
+        """
+
+        def run(tokens):
+            logits, new_state = run_language_model(self.model, tokens, state)
+            logits = tf.ensure_shape(logits, (None, None, self.vocab_size))  # (B, T, V)
+            return logits, tf.ensure_shape(new_state, (None, self.state_size))  # (B, S)
+
+        if tokens.shape[1] is not None:
+            return run(tokens)
+        one_token = tf.shape(tokens)[1] == 1
+        return tf.cond(one_token, lambda: run(tf.reshape(tokens, (-1, 1))), lambda: run(tokens))
 
     def _checked_tokens(self, tokens, state=None):
         checks = check_tokens(tokens, self.vocab_size)
