@@ -93,12 +93,16 @@ class _Server:
                    "--model_name", MODEL, "--model_base_path", base]  # fmt: skip
         if batching_file:
             command += ["--enable_batching", "--batching_parameters_file", batching_file]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # stderr to a file, not a pipe: nobody reads it while the server runs,
+        # and a full pipe would block the server's next log line.
+        self.log = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         self.client = PredictionClient(f"127.0.0.1:{self.port}", timeout=10)
         deadline = time.monotonic() + 120
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"rnnserve serve exited: {self.process.stderr.read()[-2000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"rnnserve serve exited: {self.log.read()[-2000:]}")
             try:
                 if any(status.state == "AVAILABLE" for status in self.client.status(MODEL)):
                     return
@@ -119,6 +123,7 @@ class _Server:
         self.client.close()
         self.process.terminate()
         self.process.wait(timeout=60)
+        self.log.close()
 
 
 def _through_server(server, state_width, clients, requests):

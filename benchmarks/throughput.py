@@ -21,6 +21,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import tempfile
 import time
 
 from benchmarks import machine, timing
@@ -73,11 +74,12 @@ class Worker:
     last = None
 
     def __init__(self, config, kinds):
+        self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.worker", "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,  # a file: an unread pipe, once full, would block the worker
             text=True,
         )
         self.request({"op": "build", "config": dataclasses.asdict(config), "contenders": kinds})
@@ -86,7 +88,9 @@ class Worker:
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
-        reply = json.loads(line) if line else {"error": self.process.stderr.read()[-3000:]}
+        if not line:
+            self.log.seek(0)
+        reply = json.loads(line) if line else {"error": self.log.read()[-3000:]}
         if "error" in reply:
             raise RuntimeError(f"benchmark worker failed on {request}:\n{reply['error']}")
         return reply
@@ -107,6 +111,7 @@ class Worker:
             self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
             self.process.stdin.close()
             self.process.wait(timeout=60)
+        self.log.close()
 
 
 def measure(config, kinds, repeats, min_seconds):

@@ -127,8 +127,8 @@ def run_language_model_states(model, tokens, states=None, training=False):
         `(logits (B, T, V) float32, final states)`.
     """
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    last_recurrent = max(i for i, layer in enumerate(layers) if isinstance(layer, Recurrent))
-    one_position = tokens.shape[1] == 1
+    last_recurrent = max((i for i, layer in enumerate(layers) if isinstance(layer, Recurrent)), default=None)
+    one_position = tokens.shape[1] == 1 and last_recurrent is not None
     x, position, finals = tokens, 0, []
     for index, layer in enumerate(layers):
         if isinstance(layer, Recurrent):

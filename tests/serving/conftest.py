@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -115,7 +116,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`python -m rnnserve serve ...` in a subprocess; reads its ports from stdout."""
+    """`python -m rnnserve serve ...` in a subprocess; reads its ports from stdout.
+
+    Threads keep reading the server's stderr (`log`) from the start and its
+    stdout (`lines`) once the ports are known: an undrained pipe fills up
+    (64 KiB) and then blocks the server's next write, which would hang it
+    mid-request.
+    """
 
     def __init__(self, *flags: str):
         env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
@@ -140,21 +147,48 @@ class ServerProcess:
             env=env,
             cwd=REPO_ROOT,
         )
-        self.lines = []
+        self.lines, self.log = [], []
+        self._changed = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.process.stderr, self.log), daemon=True)
+        ]
+        self._readers[0].start()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
-                raise RuntimeError(
-                    f"server exited early: {self.process.wait()} {self.process.stderr.read()[-3000:]}"
-                )
+                code = self.process.wait()
+                self._readers[0].join(timeout=60)
+                raise RuntimeError(f"server exited early: {code} {''.join(self.log)[-3000:]}")
             self.lines.append(line)
             match = re.search(r"Serving gRPC on [\d.]+:(\d+)", line)
             if match:
                 self.grpc_port = int(match.group(1))
             if line.startswith("Serving REST"):
+                self._readers.append(
+                    threading.Thread(target=self._drain, args=(self.process.stdout, self.lines), daemon=True)
+                )
+                self._readers[-1].start()
                 return
         raise RuntimeError("server did not announce its ports within 120 s")
+
+    def _drain(self, pipe, kept) -> None:
+        for line in pipe:
+            with self._changed:
+                kept.append(line)
+                self._changed.notify_all()
+
+    def wait_for_log(self, text: str, timeout: float = 60) -> None:
+        """Waits until a line of the server's stderr contains `text`."""
+        with self._changed:
+            found = self._changed.wait_for(lambda: any(text in line for line in self.log), timeout)
+        assert found, f"no {text!r} in the server's log within {timeout} s: {''.join(self.log)[-3000:]}"
+
+    def output(self) -> tuple[str, str]:
+        """`(stdout, stderr)` of an exited server, read to the end."""
+        for reader in self._readers:
+            reader.join(timeout=60)
+        return "".join(self.lines), "".join(self.log)
 
     def stop(self) -> None:
         if self.process.poll() is None:

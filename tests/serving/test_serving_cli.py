@@ -157,30 +157,26 @@ def test_sigterm_lets_in_flight_calls_finish_refuses_new_ones_then_exits_0(tmp_p
         thread.start()
         wait_for_file(started)  # the call is running in the server, held until `release` exists
         process.process.send_signal(signal.SIGTERM)
-        log = []
-        for line in process.process.stderr:  # wait until the shutdown has begun
-            log.append(line)
-            if "Shutting down: new calls are refused" in line:
-                break
-        else:
-            raise AssertionError(f"no shutdown line in the server's log: {log}")
+        process.wait_for_log("Shutting down: new calls are refused")
         with pytest.raises(ServingError) as refused:
             PredictionClient(f"127.0.0.1:{process.grpc_port}", timeout=10).status("gate")
-        assert refused.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+        # gRPC refuses a call after stop() with GOAWAY (UNAVAILABLE), or, when
+        # the call's stream reached the server first, by cancelling it.
+        assert refused.value.code in ("UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED")
         assert not results and not errors  # still held
     finally:
         release.touch()
         thread.join(timeout=120)
     assert process.process.wait(timeout=60) == 0
     assert errors == [] and results[0]["polls"] > 0
-    assert "Server stopped." in "".join(process.lines + [process.process.stdout.read()])
+    assert "Server stopped." in process.output()[0]
 
 
 def test_serve_prints_no_tensorflow_deprecation_warning(exports):
     """TF Serving's loader is TensorFlow's deprecated TF1 one; its warning says nothing to a server's user."""
     process = ServerProcess("--model_name", LM, "--model_base_path", exports[LM])
     process.stop()
-    log = process.process.stderr.read()
+    _, log = process.output()
     assert "is deprecated" not in log and "Instructions for updating" not in log, log
 
 
