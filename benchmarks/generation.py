@@ -13,14 +13,13 @@ round-robin (`timing.py`).
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 
 import numpy as np
 
 from benchmarks import machine, timing
-from benchmarks.report import machine_markdown, markdown_table
+from benchmarks.report import machine_markdown, markdown_table, new_results
 
 NAME = "generation"
 BATCHES = (1, 32)
@@ -75,13 +74,7 @@ def run(args):
 
     new_tokens = args.new_tokens or (32 if args.quick else 128)
     repeats = args.repeats or (3 if args.quick else 5)
-    results = {
-        "benchmark": NAME,
-        "machine": machine.describe(),
-        "command": "rnnserve " + " ".join(sys.argv[1:]),
-        "new_tokens": new_tokens,
-        "runs": [],
-    }
+    results = new_results(NAME, new_tokens=new_tokens, runs=[])
     started = time.time()
     with tempfile.TemporaryDirectory() as directory:
         loaded = tf.saved_model.load(exported.export(directory))

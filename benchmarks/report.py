@@ -9,13 +9,26 @@ leaves every other line of the file (the hand-written analysis) alone.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+from benchmarks import machine
 from training.files import atomic_write_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = PACKAGE_DIR / "results"
 MARKDOWN = PACKAGE_DIR.parent / "BENCHMARKS.md"
+
+
+def new_results(name, **fields):
+    """The results dict every benchmark starts from: its name, the machine,
+    the command that ran it, then `fields`."""
+    return {
+        "benchmark": name,
+        "machine": machine.describe(),
+        "command": "rnnserve " + " ".join(sys.argv[1:]),
+        **fields,
+    }
 
 
 def write_json(results, path):

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import machine
-from benchmarks.report import machine_markdown, markdown_table
+from benchmarks.report import machine_markdown, markdown_table, new_results
 
 NAME = "serving"
 MODEL = "lm"
@@ -173,12 +173,7 @@ def run(args):
     from benchmarks import exported
 
     requests = args.requests or (100 if args.quick else 400)
-    results = {
-        "benchmark": NAME,
-        "machine": machine.describe(),
-        "command": "rnnserve " + " ".join(sys.argv[1:]),
-        "rows": [],
-    }
+    results = new_results(NAME, rows=[])
     started = time.time()
     with tempfile.TemporaryDirectory() as directory:
         base = os.path.join(directory, MODEL)

@@ -26,7 +26,7 @@ import time
 
 from benchmarks import machine, timing
 from benchmarks.contenders import CONTENDERS, Config
-from benchmarks.report import machine_markdown, markdown_table
+from benchmarks.report import machine_markdown, markdown_table, new_results
 from rnnserve.errors import UserError
 
 NAME = "throughput"
@@ -190,12 +190,7 @@ def run(args):
     configs = grid(args.quick)
     rss_kinds = [] if (args.no_rss or args.quick) else kinds
     total = len(configs) + len(rss_kinds)
-    results = {
-        "benchmark": NAME,
-        "machine": machine.describe(),
-        "command": "rnnserve " + " ".join(sys.argv[1:]),
-        "runs": [],
-    }
+    results = new_results(NAME, runs=[])
     started = time.time()
     for index, config in enumerate(configs):
         _progress(index, total, config.label, started)
