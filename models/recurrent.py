@@ -326,6 +326,40 @@ class Recurrent(keras.layers.Layer):
         outputs = self._batch_axis_first(x)
         return outputs, self._structure_state(final_state)
 
+    def step(self, inputs, states):
+        """One position of inference without a time axis: each sub-layer is
+        one cell call (what a generation loop runs per token).
+
+        Args:
+            inputs: `(B, F)`, the input at this position.
+            states: Per sub-layer (torch order), the cell's state list
+                `[h]` or `[h, c]`, each `(B, H)`.
+
+        Returns:
+            `(outputs (B, D·H), new states in the same structure)`. Equal to
+            `call` on `inputs[:, None]` with these states stacked, in
+            inference; a stateful layer's stored state is neither read nor
+            written.
+
+        Example:
+
+        >>> layer = Recurrent("lstm", 8, num_layers=2)
+        >>> zeros = [[np.zeros((3, 8), "float32")] * 2] * 2
+        >>> out, states = layer.step(np.zeros((3, 5), "float32"), zeros)
+        >>> out.shape, len(states), len(states[0])
+        ((3, 8), 2, 2)
+        """
+        x, finals = inputs, []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                output, state = self.rnns[index].cell(x, list(states[index]), training=False)
+                outputs.append(output)
+                finals.append(state)
+            x = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=-1)
+        return x, finals
+
     def _structure_state(self, tensors):
         return tensors[0] if len(tensors) == 1 else tuple(tensors)
 

@@ -12,14 +12,17 @@ family) transposed from `(L·D, B, H)` to `(B, L·D·H)`:
 so its width S is derived from the cells' `state_size`, whatever the cells
 are. All zeros is a fresh sequence. `run_language_model` runs the chain from
 a packed state and returns the next one; it is what the `step` and
-`generate` signatures call. It is `unpack_states`, `run_language_model_states`
-and `pack_states` in a row; a token-by-token loop calls the middle one per
-token and packs once.
+`generate` signatures call. A token-by-token loop unpacks the state once
+(`unpack_cell_states`: per sub-layer, the cells' own `(B, H)` states), runs
+`run_language_model_token` per token, and packs once.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
+import tensorflow as tf
 from keras import ops
 
 from models.recurrent import Recurrent
@@ -113,35 +116,75 @@ def pack_states(model, states):
     return ops.concatenate(packed, axis=-1) if len(packed) > 1 else packed[0]
 
 
-def run_language_model_states(model, tokens, states=None, training=False):
-    """`run_language_model` on unpacked states (one structure per `Recurrent`).
+def _cell_state_slots(model):
+    """`(recurrent, sub-layer index, state index)` of each `state_layout` entry."""
+    layers = recurrent_layers(model)
+    slots = []
+    for entry in state_layout(model):
+        layer = layers[entry["recurrent"]]
+        index = entry["layer"] * layer.num_directions + entry["direction"]
+        slots.append((entry["recurrent"], index, layer.state_names.index(entry["state"])))
+    return slots
 
-    A loop over tokens (generation) unpacks the state once, calls this per
-    token, and packs once at the end. For one position (`tokens` of static
-    shape `(B, 1)`) the layers after the last `Recurrent` (per-position:
-    `Dropout`, `Dense`) run on `(B, H)` without the time axis: a `Dense` on
-    `(B, 1, H)` is a tensordot of a dozen graph ops, on `(B, H)` one matmul,
-    and a generated token costs a few µs per op.
 
-    Returns:
-        `(logits (B, T, V) float32, final states)`.
+def unpack_cell_states(model, state):
+    """`(B, S)` packed state → per `Recurrent`, per sub-layer (torch order),
+    the cell's state list `[h]` or `[h, c]`, each `(B, H)` a slice of the
+    packed state: what `Recurrent.step` and `run_language_model_token` take."""
+    layers = recurrent_layers(model)
+    structured = [[[None] * len(layer.state_names) for _ in layer.rnns] for layer in layers]
+    for entry, (position, index, j) in zip(state_layout(model), _cell_state_slots(model)):
+        value = state[:, entry["offset"] : entry["offset"] + entry["size"]]
+        structured[position][index][j] = ops.cast(value, layers[position].compute_dtype)
+    return structured
+
+
+def pack_cell_states(model, cell_states):
+    """The inverse of `unpack_cell_states`: → `(B, S)` float32."""
+    parts = [
+        ops.cast(cell_states[position][index][j], "float32")
+        for position, index, j in _cell_state_slots(model)
+    ]
+    return ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+def _embed(layer, tokens):
+    """A plain `Embedding` as one gather. Keras' `take` first maps negative
+    ids (three more graph ops per token); the signatures have checked that
+    every id is in [0, V). Quantized embeddings keep their own call."""
+    if type(layer) is keras.layers.Embedding and not layer.quantization_mode:
+        return ops.cast(tf.gather(layer.embeddings, tokens), layer.compute_dtype)
+    return layer(tokens)
+
+
+def run_language_model_token(model, tokens, cell_states, weights=None):
+    """One position of a chain language model in inference, without a time
+    axis: `tokens (B,)` → `(logits (B, V) float32, new cell states)`.
+
+    Each `Recurrent` runs `Recurrent.step` (one cell call per sub-layer) on
+    the structure of `unpack_cell_states`, every other layer runs on
+    `(B, ·)`. Equal to `run_language_model` on `tokens[:, None]`.
+
+    A token loop (generation) calls this per token, and at B = 1 a token
+    costs a few µs per graph op; so `weights`, the model's variables paired
+    with their values read before the loop (`(variable, tensor)` pairs, see
+    `keras.StatelessScope`), lets the loop body use those values instead of
+    reading each variable again on every iteration.
     """
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    last_recurrent = max((i for i, layer in enumerate(layers) if isinstance(layer, Recurrent)), default=None)
-    one_position = tokens.shape[1] == 1 and last_recurrent is not None
+    scope = keras.StatelessScope(weights) if weights is not None else contextlib.nullcontext()
     x, position, finals = tokens, 0, []
-    for index, layer in enumerate(layers):
-        if isinstance(layer, Recurrent):
-            initial = None if states is None else states[position]
-            x, final = layer(x, initial_state=initial, training=training)
-            finals.append(final)
-            position += 1
-            if one_position and index == last_recurrent:
-                x = x[:, 0]  # (B, H)
-        else:
-            x = layer(x, training=training)
-    if one_position:
-        x = x[:, None]  # (B, 1, V)
+    with scope:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            if isinstance(layer, keras.layers.Embedding):
+                x = _embed(layer, x)
+            elif isinstance(layer, Recurrent):
+                x, final = layer.step(x, cell_states[position])
+                finals.append(final)
+                position += 1
+            else:
+                x = layer(x, training=False)
     return ops.cast(x, "float32"), finals
 
 
@@ -156,6 +199,8 @@ def run_language_model(model, tokens, state=None, training=False):
 
     Returns:
         `(logits (B, T, V), state (B, S))`, the state after the last token.
+        One position in inference (static T = 1, as a streaming `step` is;
+        no stateful layer) runs `run_language_model_token`.
 
     Example:
 
@@ -164,6 +209,22 @@ def run_language_model(model, tokens, state=None, training=False):
     >>> logits.shape, state.shape
     ((2, 5, 65), (2, 16))
     """
+    recurrents = recurrent_layers(model)
+    if tokens.shape[1] == 1 and not training and recurrents and not any(r.stateful for r in recurrents):
+        batch = ops.shape(tokens)[0]
+        if state is None:
+            state = ops.zeros((batch, state_size(model)), "float32")
+        logits, finals = run_language_model_token(model, tokens[:, 0], unpack_cell_states(model, state))
+        return logits[:, None], pack_cell_states(model, finals)
     states = None if state is None else unpack_states(model, state)
-    logits, finals = run_language_model_states(model, tokens, states, training)
-    return logits, pack_states(model, finals)
+    x, finals = tokens, []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, Recurrent):
+            initial = None if states is None else states[len(finals)]
+            x, final = layer(x, initial_state=initial, training=training)
+            finals.append(final)
+        else:
+            x = layer(x, training=training)
+    return ops.cast(x, "float32"), pack_states(model, finals)

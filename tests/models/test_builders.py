@@ -1,50 +1,20 @@
-"""The model builders: the four structures, named inputs and outputs, the
-packed language-model state, and greedy decoding."""
+"""The model builders: the four structures, named inputs and outputs, and
+greedy decoding (the packed language-model state: test_state.py)."""
 
 import keras
 import numpy as np
 import pytest
 
 from models import (
-    CELLS,
     build_classifier,
     build_conditioned_generator,
     build_language_model,
     build_regressor,
     build_seq2seq,
     greedy_decode,
-    run_language_model,
-    state_layout,
-    state_size,
 )
 
 TOL = 1e-5
-
-
-@pytest.mark.parametrize("cell", sorted(CELLS))
-def test_language_model_state_width_comes_from_the_cells(cell):
-    model = build_language_model(11, cell=cell, units=6, num_layers=2)
-    states_per_layer = len(CELLS[cell].STATES)
-    assert state_size(model) == states_per_layer * 2 * 6
-    layout = state_layout(model)
-    assert [e["offset"] for e in layout] == list(range(0, state_size(model), 6))
-
-
-@pytest.mark.parametrize("cell", sorted(CELLS))
-def test_language_model_fed_in_chunks_equals_one_call(cell, rng):
-    model = build_language_model(11, cell=cell, units=6, num_layers=2, embedding_dim=5)
-    tokens = rng.integers(0, 11, size=(3, 9)).astype("int32")
-    whole = model(tokens)
-    logits_a, state = run_language_model(model, tokens[:, :4])
-    logits_b, _ = run_language_model(model, tokens[:, 4:], state)
-    np.testing.assert_allclose(np.concatenate([logits_a, logits_b], axis=1), whole, atol=TOL)
-
-
-def test_zero_state_is_a_fresh_sequence(rng):
-    model = build_language_model(11, cell="gru", units=6)
-    tokens = rng.integers(0, 11, size=(2, 5)).astype("int32")
-    logits, _ = run_language_model(model, tokens, np.zeros((2, state_size(model)), "float32"))
-    np.testing.assert_allclose(logits, model(tokens), atol=TOL)
 
 
 def test_mixed_precision_language_model_keeps_float32_logits():

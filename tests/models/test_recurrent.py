@@ -33,6 +33,52 @@ def test_two_bidirectional_layers_equal_the_reference_stack(cell, rng):
     np.testing.assert_allclose(outputs, inputs, atol=TOL)
 
 
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_step_token_by_token_equals_the_reference_stack(cell, rng):
+    """`step` is one position without a time axis: fed x_1 … x_T one at a
+    time, carrying its states, two stacked layers give the reference's
+    outputs and final states."""
+    x = rng.standard_normal((2, 5, 3)).astype("float32")
+    layer = Recurrent(cell, 4, num_layers=2)
+    layer(x)  # build
+    states = [[np.zeros((2, 4), "float32")] * len(layer.state_names)] * 2
+    outputs = []
+    for t in range(5):
+        output, states = layer.step(x[:, t], states)
+        outputs.append(output)
+    inputs, finals = x.astype("float64"), []
+    for depth in range(2):
+        inputs, final = reference.run(cell, inputs, _cell_weights(layer, depth))
+        finals.append(final)
+    np.testing.assert_allclose(np.stack(outputs, axis=1), inputs, atol=TOL)
+    for depth in range(2):
+        for got, want in zip(states[depth], finals[depth]):
+            np.testing.assert_allclose(got, want, atol=TOL)
+
+
+def test_step_of_a_bidirectional_stack_equals_the_reference(rng):
+    """Both directions of one position read the same single input, from
+    their own initial states (sub-layer index = layer·D + direction)."""
+    x = rng.standard_normal((2, 3)).astype("float32")
+    h0, c0 = (rng.standard_normal((4, 2, 5)).astype("float32") for _ in range(2))
+    layer = Recurrent("lstm", 5, num_layers=2, bidirectional=True)
+    layer(x[:, None])  # build
+    stepped, states = layer.step(x, [[h0[i], c0[i]] for i in range(4)])
+    inputs = x[:, None].astype("float64")
+    for depth in range(2):
+        outputs = []
+        for direction in range(2):
+            index = 2 * depth + direction
+            output, (h, c) = reference.run(
+                "lstm", inputs, _cell_weights(layer, index), h0[index].astype("float64"), c0[index]
+            )
+            np.testing.assert_allclose(states[index][0], h, atol=TOL)
+            np.testing.assert_allclose(states[index][1], c, atol=TOL)
+            outputs.append(output)
+        inputs = np.concatenate(outputs, axis=-1)
+    np.testing.assert_allclose(stepped, inputs[:, 0], atol=TOL)
+
+
 def test_time_major_is_the_transpose_of_batch_major(rng):
     x = rng.standard_normal((2, 5, 3)).astype("float32")
     batch_major = Recurrent("lstm", 4, num_layers=2)

@@ -34,13 +34,13 @@ import tensorflow as tf
 
 from models.cells import cell_name
 from models.state import (
-    pack_states,
+    pack_cell_states,
     recurrent_layers,
     run_language_model,
-    run_language_model_states,
+    run_language_model_token,
     state_layout,
     state_size,
-    unpack_states,
+    unpack_cell_states,
 )
 from training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, sampling
 from training.export.checks import (
@@ -175,11 +175,13 @@ class LanguageModelSignatures:
         """`(B, V)` logits of the last consumed token → `(tokens (B, N), state)`.
 
         The picker is chosen once per request (`sampling.mode`): each of the
-        three branches runs its own token loop. The loop carries the
-        unpacked per-layer states, packed once at the end.
+        three branches runs its own token loop. The loop carries the cells'
+        own states (`unpack_cell_states`), packed once at the end, and uses
+        the model's weights read once before it.
         """
+        model = self.model
         pickers = sampling.pickers(temperature, top_k, seed, max_new_tokens, self.vocab_size)
-        states = unpack_states(self.model, state)
+        states, weights = unpack_cell_states(model, state), self._weights()
 
         def generation(pick):
             def run():
@@ -189,8 +191,8 @@ class LanguageModelSignatures:
                 )
 
                 def body(i, token, states, generated):
-                    logits, states = run_language_model_states(self.model, token[:, tf.newaxis], states)
-                    token = pick(logits[:, -1], i)  # (B,)
+                    logits, states = run_language_model_token(model, token, states, weights)  # (B, V)
+                    token = pick(logits, i)  # (B,)
                     return i + 1, token, states, generated.write(i, token)
 
                 _, _, final, generated = tf.while_loop(
@@ -198,7 +200,7 @@ class LanguageModelSignatures:
                     body,
                     (tf.constant(1), first, states, generated.write(0, first)),
                 )
-                return generated.stack(), pack_states(self.model, final)  # (N, B), (B, S)
+                return generated.stack(), pack_cell_states(model, final)  # (N, B), (B, S)
 
             return run
 
@@ -206,24 +208,34 @@ class LanguageModelSignatures:
         tokens, state = tf.switch_case(branch, [generation(pick) for pick in pickers])
         return tf.transpose(tokens), tf.ensure_shape(state, (None, self.state_size))  # (B, N), (B, S)
 
+    def _weights(self):
+        """The model's variables with their values read now, for a token loop
+        (`run_language_model_token`): read once before the loop, not per token."""
+        return [(variable, tf.convert_to_tensor(variable)) for variable in self.model.variables]
+
     def _consume_padded(self, tokens, lengths):
         """Runs right-padded prompts from zeros; each row stops at its own length.
 
         Returns `(logits (B, V) of each row's last token, state (B, S) after it)`.
         """
+        model, weights = self.model, self._weights()
         batch = tf.shape(tokens)[0]
-        state = tf.zeros((batch, self.state_size), tf.float32)
+        states = unpack_cell_states(model, tf.zeros((batch, self.state_size), tf.float32))
         last = tf.zeros((batch, self.vocab_size), tf.float32)
 
-        def body(t, state, last):
-            logits, new_state = self._run(tokens[:, t][:, tf.newaxis], state)  # (B, 1, V)
+        def body(t, states, last):
+            logits, new_states = run_language_model_token(model, tokens[:, t], states, weights)  # (B, V)
             live = (t < lengths)[:, tf.newaxis]  # (B, 1)
-            return t + 1, tf.where(live, new_state, state), tf.where(live, logits[:, -1], last)
 
-        _, state, last = tf.while_loop(
-            lambda t, *_: t < tf.shape(tokens)[1], body, (tf.constant(0), state, last)
+            def keep(new, old):
+                return tf.where(live, new, old)
+
+            return t + 1, tf.nest.map_structure(keep, new_states, states), keep(logits, last)
+
+        _, states, last = tf.while_loop(
+            lambda t, *_: t < tf.shape(tokens)[1], body, (tf.constant(0), states, last)
         )
-        return last, state
+        return last, pack_cell_states(model, states)
 
     # -- the signatures --------------------------------------------------------
 
