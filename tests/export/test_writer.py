@@ -11,7 +11,11 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import keras
 import numpy as np
@@ -185,6 +189,53 @@ def test_the_default_version_is_one_more_than_the_highest_integer_directory(tmp_
     assert versions.existing_versions(str(base)) == [1, 7, 10]
     with versions.staging_directory(str(base)) as staged:
         assert versions.publish(staged, str(base)) == str(base / "11")
+
+
+_STAGE_AND_WAIT = """
+import sys, time
+from training.export import versions
+with versions.staging_directory(sys.argv[1]) as staged:
+    print(staged, flush=True)
+    time.sleep(120)
+"""
+
+
+def _staging_process(base):
+    """A process inside `staging_directory(base)`; returns it and its directory."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _STAGE_AND_WAIT, str(base)],
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return process, process.stdout.readline().strip()
+
+
+def test_an_export_removes_directories_abandoned_by_killed_exports_only(tmp_path):
+    """A SIGKILLed export cannot clean up; the next export into the base
+    deletes its directory once it is old, but not one a live export holds
+    nor a fresh one."""
+    base = tmp_path / "base"
+    base.mkdir()
+    killed, abandoned = _staging_process(base)
+    live, in_use = _staging_process(base)
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+        fresh = base / ".tmp-export-fresh"
+        fresh.mkdir()
+        an_hour_ago = time.time() - 3600
+        for path in (abandoned, in_use):
+            os.utime(path, (an_hour_ago, an_hour_ago))
+        assert os.path.isdir(abandoned)
+        with versions.staging_directory(str(base)) as staged:
+            published = versions.publish(staged, str(base))
+        left = sorted(os.listdir(base))
+        assert left == sorted(["1", os.path.basename(in_use), ".tmp-export-fresh"])
+        assert published == str(base / "1")
+    finally:
+        live.kill()
+        live.wait(timeout=30)
 
 
 def test_a_taken_version_is_refused_before_any_work(regression_run, tmp_path):

@@ -8,6 +8,11 @@ fsynced, so the rename survives a crash. The version number is chosen under
 an exclusive `flock` on the base directory itself (no lock file is left
 behind), so concurrent exports into one base get distinct versions.
 
+An exporting process also holds a `flock` on its own temporary directory, so
+a directory left behind by a killed export (SIGKILL, power loss: no chance
+to clean up) is recognisable: nobody holds its lock. The next export into
+the base deletes such directories once they are a minute old.
+
     with staging_directory(base) as tmp:
         ...write the SavedModel into tmp...
         version_dir = publish(tmp, base)        # base/3
@@ -21,11 +26,15 @@ import os
 import re
 import shutil
 import tempfile
+import time
 
 from rnnserve.errors import UserError
 from training.files import fsync_directory
 
 TEMP_PREFIX = ".tmp-export-"
+# A temporary directory this old whose lock nobody holds was abandoned (the
+# age spares one that another export has just created and not yet locked).
+ABANDONED_AFTER_SECONDS = 60
 # TF Serving loads the sub-directories whose whole name is a base-10 integer.
 _VERSION_RE = re.compile(r"[0-9]+")
 
@@ -70,17 +79,52 @@ def staging_directory(export_base):
     """A fresh non-numeric directory inside `export_base`, removed if the block fails.
 
     Yields:
-        The path of the temporary directory. `publish` moves it away; if the
-        block raises (or is interrupted), the directory and everything in it
-        are deleted, so `export_base` is left as it was.
+        The path of the temporary directory, locked (`flock`) while the block
+        runs. `publish` moves it away; if the block raises (or is
+        interrupted), the directory and everything in it are deleted, so
+        `export_base` is left as it was. Directories abandoned by killed
+        exports are deleted first (`remove_abandoned`).
     """
     os.makedirs(export_base, exist_ok=True)
+    remove_abandoned(export_base)
     path = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=export_base)
+    fd = os.open(path, os.O_RDONLY)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield path
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_abandoned(export_base, older_than=ABANDONED_AFTER_SECONDS):
+    """Deletes the temporary directories of `export_base` that no process
+    holds a lock on and that were last modified more than `older_than`
+    seconds ago; returns their names."""
+    removed = []
+    for name in sorted(os.listdir(export_base)):
+        path = os.path.join(export_base, name)
+        if not name.startswith(TEMP_PREFIX) or not os.path.isdir(path):
+            continue
+        try:
+            if time.time() - os.stat(path).st_mtime < older_than:
+                continue
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # published or removed meanwhile
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # an export is writing it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def fsync_tree(path):
