@@ -117,13 +117,14 @@ def pack_states(model, states):
 
 
 def _cell_state_slots(model):
-    """`(recurrent, sub-layer index, state index)` of each `state_layout` entry."""
+    """Each `state_layout` entry with where its tensor sits among the cell
+    states: `(entry, recurrent, sub-layer index, state index)`."""
     layers = recurrent_layers(model)
     slots = []
     for entry in state_layout(model):
         layer = layers[entry["recurrent"]]
         index = entry["layer"] * layer.num_directions + entry["direction"]
-        slots.append((entry["recurrent"], index, layer.state_names.index(entry["state"])))
+        slots.append((entry, entry["recurrent"], index, layer.state_names.index(entry["state"])))
     return slots
 
 
@@ -133,7 +134,7 @@ def unpack_cell_states(model, state):
     packed state: what `Recurrent.step` and `run_language_model_token` take."""
     layers = recurrent_layers(model)
     structured = [[[None] * len(layer.state_names) for _ in layer.rnns] for layer in layers]
-    for entry, (position, index, j) in zip(state_layout(model), _cell_state_slots(model)):
+    for entry, position, index, j in _cell_state_slots(model):
         value = state[:, entry["offset"] : entry["offset"] + entry["size"]]
         structured[position][index][j] = ops.cast(value, layers[position].compute_dtype)
     return structured
@@ -143,7 +144,7 @@ def pack_cell_states(model, cell_states):
     """The inverse of `unpack_cell_states`: → `(B, S)` float32."""
     parts = [
         ops.cast(cell_states[position][index][j], "float32")
-        for position, index, j in _cell_state_slots(model)
+        for _, position, index, j in _cell_state_slots(model)
     ]
     return ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 

@@ -235,7 +235,9 @@ def test_an_export_removes_directories_abandoned_by_killed_exports_only(tmp_path
         assert published == str(base / "1")
     finally:
         live.kill()
-        live.wait(timeout=30)
+        for process in (killed, live):
+            process.wait(timeout=30)
+            process.stdout.close()
 
 
 def test_a_taken_version_is_refused_before_any_work(regression_run, tmp_path):
