@@ -158,6 +158,12 @@ def _embed(layer, tokens):
     return layer(tokens)
 
 
+def read_weights(model):
+    """Every variable of `model` paired with its value read now: the
+    `weights` of `run_language_model_token`, made before a token loop."""
+    return [(variable, tf.convert_to_tensor(variable)) for variable in model.variables]
+
+
 def run_language_model_token(model, tokens, cell_states, weights=None):
     """One position of a chain language model in inference, without a time
     axis: `tokens (B,)` → `(logits (B, V) float32, new cell states)`.
@@ -168,7 +174,7 @@ def run_language_model_token(model, tokens, cell_states, weights=None):
 
     A token loop (generation) calls this per token, and at B = 1 a token
     costs a few µs per graph op; so `weights`, the model's variables paired
-    with their values read before the loop (`(variable, tensor)` pairs, see
+    with their values read before the loop (`read_weights`; the pairs of
     `keras.StatelessScope`), lets the loop body use those values instead of
     reading each variable again on every iteration.
     """

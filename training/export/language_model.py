@@ -35,6 +35,7 @@ import tensorflow as tf
 from models.cells import cell_name
 from models.state import (
     pack_cell_states,
+    read_weights,
     recurrent_layers,
     run_language_model,
     run_language_model_token,
@@ -181,7 +182,7 @@ class LanguageModelSignatures:
         """
         model = self.model
         pickers = sampling.pickers(temperature, top_k, seed, max_new_tokens, self.vocab_size)
-        states, weights = unpack_cell_states(model, state), self._weights()
+        states, weights = unpack_cell_states(model, state), read_weights(model)
 
         def generation(pick):
             def run():
@@ -208,17 +209,13 @@ class LanguageModelSignatures:
         tokens, state = tf.switch_case(branch, [generation(pick) for pick in pickers])
         return tf.transpose(tokens), tf.ensure_shape(state, (None, self.state_size))  # (B, N), (B, S)
 
-    def _weights(self):
-        """The model's variables with their values read now, for a token loop
-        (`run_language_model_token`): read once before the loop, not per token."""
-        return [(variable, tf.convert_to_tensor(variable)) for variable in self.model.variables]
-
     def _consume_padded(self, tokens, lengths):
         """Runs right-padded prompts from zeros; each row stops at its own length.
 
         Returns `(logits (B, V) of each row's last token, state (B, S) after it)`.
         """
-        model, weights = self.model, self._weights()
+        model = self.model
+        weights = read_weights(model)
         batch = tf.shape(tokens)[0]
         states = unpack_cell_states(model, tf.zeros((batch, self.state_size), tf.float32))
         last = tf.zeros((batch, self.vocab_size), tf.float32)
