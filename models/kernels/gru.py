@@ -26,8 +26,9 @@ reset-before (Cho et al., 2014):   ĥ = φ(x·U_h + (r ⊙ h_{t−1})·W_h + b_h
     dW_h = Σ (r ⊙ h_{t−1})ᵀ dĥ_pre, whole-sequence GEMMs after the loop.
 
 The K factors depend only on what forward kept; each backward step computes
-them ahead of the recurrence (see `bptt.py`). Gate groups: [z, r] | [h]
-reset-after, [z] | [r] then [h] reset-before.
+them ahead of the recurrence (see `bptt.py`). Forward's gate groups:
+[z, r] | [h] reset-after, [z] | [r] then [h] reset-before; backward sends
+each gate's gradient back through its own block of W (no concat per step).
 """
 
 from __future__ import annotations
@@ -119,13 +120,13 @@ class GRUKernel:
         """Hand-written BPTT: gradients of `(x, h_0, kernel, recurrent_kernel, bias)`."""
         kernel, recurrent_kernel, _ = weights
         units = recurrent_kernel.shape[0]
-        sizes = self._sizes(units)
+        gates = [units] * 3
         dy, dh_last = upstream
         h_prev = bptt.previous(outputs[0], states[0])
-        w_t = [tf.transpose(w) for w in bptt.split_columns(recurrent_kernel, sizes)]
+        w_t = [tf.transpose(w) for w in bptt.split_columns(recurrent_kernel, gates)]  # z, r, h: (H, H) each
         loop = self._loop_reset_after if self.reset_after else self._loop_reset_before
-        dh0, dxp, drec, rec_inputs = loop(w_t, units, dy, dh_last, h_prev, saved)
-        dx, dkernel, dbias = bptt.input_gradients(x, bptt.split_columns(kernel, sizes), dxp)
+        dh0, dxp, drec, rec_inputs = loop(w_t, dy, dh_last, h_prev, saved)
+        dx, dkernel, dbias = bptt.input_gradients(x, bptt.split_columns(kernel, gates), dxp)
         drecurrent = tf.concat(
             [bptt.sequence_matmul(a, d) for a, d in zip(rec_inputs, drec, strict=True)], axis=1
         )
@@ -133,27 +134,28 @@ class GRUKernel:
             dbias = tf.stack([dbias, tf.concat([bptt.sequence_sum(d) for d in drec], axis=0)])  # (2, 3H)
         return [dx, dh0, dkernel, drecurrent, dbias]
 
-    def _loop_reset_after(self, w_t, units, dy, dh_last, h_prev, saved):
-        """Returns `(dh_0, dXP groups, dREC groups, their GEMM left factors)`."""
+    def _loop_reset_after(self, w_t, dy, dh_last, h_prev, saved):
+        """Returns `(dh_0, per-gate dXP, per-gate dREC, their GEMM left factors)`."""
         dphi, dsigma = self.dphi, self.dsigma
 
         def step(carry, inputs):
             dy_t, z, r, h_hat, n, h_prev_t = inputs
             k_h = (1.0 - z) * dphi(h_hat)
-            g_zr = tf.concat([(h_prev_t - h_hat) * dsigma(z), k_h * n * dsigma(r)], axis=1)  # (B, 2H)
+            k_z = (h_prev_t - h_hat) * dsigma(z)
+            k_r = k_h * n * dsigma(r)
             dh = carry[0] + dy_t
-            dzr = tf.concat([dh, dh], axis=1) * g_zr  # [dz_pre, dr_pre]
+            dz, dr = dh * k_z, dh * k_r  # dz_pre, dr_pre
             dh_hat = dh * k_h
             dn = dh_hat * r
-            dh_prev = dh * z + tf.matmul(dzr, w_t[0]) + tf.matmul(dn, w_t[1])
-            return [dh_prev], [dzr, dh_hat, dn]
+            dh_prev = tf.add_n([dh * z, tf.matmul(dz, w_t[0]), tf.matmul(dr, w_t[1]), tf.matmul(dn, w_t[2])])
+            return [dh_prev], [dz, dr, dh_hat, dn]
 
-        (dh0,), written = bptt.time_loop(step, [dy, *saved, h_prev], [dh_last], 3, reverse=True)
-        dzr, dh_hat, dn = (w.stack() for w in written)
-        return dh0, [dzr, dh_hat], [dzr, dn], [h_prev, h_prev]
+        (dh0,), written = bptt.time_loop(step, [dy, *saved, h_prev], [dh_last], 4, reverse=True)
+        dz, dr, dh_hat, dn = (w.stack() for w in written)
+        return dh0, [dz, dr, dh_hat], [dz, dr, dn], [h_prev, h_prev, h_prev]
 
-    def _loop_reset_before(self, w_t, units, dy, dh_last, h_prev, saved):
-        """Returns `(dh_0, dXP groups, dREC groups, their GEMM left factors)`."""
+    def _loop_reset_before(self, w_t, dy, dh_last, h_prev, saved):
+        """Returns `(dh_0, per-gate dXP, per-gate dREC, their GEMM left factors)`."""
         dphi, dsigma = self.dphi, self.dsigma
 
         def step(carry, inputs):

@@ -12,14 +12,16 @@ plus what step t+1 sends back (dc_t likewise):
     dz_i   = dc_t ⊙ a ⊙ σ'(i)          coupled: (a − c_{t−1}) ⊙ σ'(i)
     dz_f   = dc_t ⊙ c_{t−1} ⊙ σ'(f)    (no forget gate when coupled)
     dz_a   = dc_t ⊙ i ⊙ φ'(a)
-    dh_{t−1} = dz_t·Wᵀ
+    dh_{t−1} = Σ_g dz_g·W_gᵀ
     dc_{t−1} = dc_t ⊙ f  (+ dz_i ⊙ p_i + dz_f ⊙ p_f)       = dc_t ⊙ K_f     (f = 1 − i when coupled)
 
 Every factor K (and a σ'(i), …) depends only on what forward kept, not on
 the recurrence, so the loop computes it ahead (see `bptt.py`); the
-recurrence itself is a few multiply-adds and the matmuls per step. The gates
-run in two groups, [i, f] and [c, o] ([i] and [c, o] when coupled), each
-with its own matmul. The peephole gradients are whole-sequence reductions:
+recurrence itself is a few multiply-adds and the matmuls per step. Forward
+runs the gates in two groups, [i, f] and [c, o] ([i] and [c, o] when
+coupled), each with its own matmul; backward has one matmul per gate, since
+joining the per-gate dz into groups would take a concat per step (see
+`bptt.py`). The peephole gradients are whole-sequence reductions:
 dp_i = Σ dz_i ⊙ c_{t−1}, dp_f = Σ dz_f ⊙ c_{t−1}, dp_o = Σ dz_o ⊙ c_t.
 """
 
@@ -121,28 +123,28 @@ class LSTMKernel:
     # -- backward ----------------------------------------------------------
 
     def _factors(self, peepholes):
-        """Per-step backward factors from what forward kept: `(g_first,
-        g_second, k_c, k_f)` with dz_first = dc ⊙ g_first and dz_second =
-        [dc, dh] ⊙ g_second."""
+        """Per-step backward factors from what forward kept: `(g_cell, k_o,
+        k_c, k_f)`, where `g_cell` lists the factors of the gates fed by the
+        cell state, in gate order ([i, f, c] or [i, c] when coupled):
+        dz_g = dc ⊙ g for those, and dz_o = dh ⊙ k_o."""
         dphi, dsigma, variant = self.dphi, self.dsigma, self.variant
 
         def factors(kept):
             if variant == "coupled":
                 i, a, o, tc, c_prev = kept
                 g_i = (a - c_prev) * dsigma(i)
-                g_first, k_f = g_i, 1.0 - i
+                g_cell, k_f = [g_i, i * dphi(a)], 1.0 - i
             else:
                 i, f, a, o, tc, c_prev = kept
                 g_i, g_f = a * dsigma(i), c_prev * dsigma(f)
-                g_first, k_f = tf.concat([g_i, g_f], axis=1), f  # (B, 2H)
+                g_cell, k_f = [g_i, g_f, i * dphi(a)], f
             k_o = tc * dsigma(o)
             k_c = o * dphi(tc)
             if variant == "peephole":
                 p_i, p_f, p_o = peepholes
                 k_c = k_c + k_o * p_o
                 k_f = f + g_i * p_i + g_f * p_f
-            g_second = tf.concat([i * dphi(a), k_o], axis=1)  # (B, 2H)
-            return g_first, g_second, k_c, k_f
+            return g_cell, k_o, k_c, k_f
 
         return factors
 
@@ -150,35 +152,31 @@ class LSTMKernel:
         """Hand-written BPTT: gradients of `(x, h_0, c_0, *weights)`."""
         kernel, recurrent_kernel, bias, *peepholes = weights
         units = recurrent_kernel.shape[0]
-        sizes = self._sizes(units)
+        gates = [units] * (3 if self.coupled else 4)
         dy, dh_last, dc_last = upstream
-        w_first_t, w_second_t = (tf.transpose(w) for w in bptt.split_columns(recurrent_kernel, sizes))
+        w_t = [tf.transpose(w) for w in bptt.split_columns(recurrent_kernel, gates)]  # G × (H, H)
         factors = self._factors(peepholes)
-        coupled = self.coupled
 
         def step(carry, inputs):
             dh, dc = carry
             dy_t, *kept = inputs
-            g_first, g_second, k_c, k_f = factors(kept)
+            g_cell, k_o, k_c, k_f = factors(kept)
             dh = dh + dy_t
             dc = dc + dh * k_c
-            # (Measured: concat beats a stack + reshape or a broadcast here.)
-            dz_first = dc * g_first if coupled else tf.concat([dc, dc], axis=1) * g_first  # (B, 2H or H)
-            dz_second = tf.concat([dc, dh], axis=1) * g_second  # (B, 2H)
-            dh_prev = tf.matmul(dz_first, w_first_t) + tf.matmul(dz_second, w_second_t)
-            return [dh_prev, dc * k_f], [dz_first, dz_second]
+            dz = [dc * g for g in g_cell] + [dh * k_o]  # G × (B, H), gate order
+            dh_prev = tf.add_n([tf.matmul(d, w) for d, w in zip(dz, w_t, strict=True)])
+            return [dh_prev, dc * k_f], dz
 
-        (dh0, dc0), written = bptt.time_loop(step, [dy, *saved], [dh_last, dc_last], 2, reverse=True)
-        dz = [w.stack() for w in written]  # [(T, B, 2H or H), (T, B, 2H)]
-        dx, dkernel, dbias = bptt.input_gradients(x, bptt.split_columns(kernel, sizes), dz)
+        (dh0, dc0), written = bptt.time_loop(step, [dy, *saved], [dh_last, dc_last], len(gates), reverse=True)
+        dz = [w.stack() for w in written]  # G × (T, B, H)
+        dx, dkernel, dbias = bptt.input_gradients(x, bptt.split_columns(kernel, gates), dz)
         h_prev = bptt.previous(outputs[0], states[0])
         drecurrent = tf.concat([bptt.sequence_matmul(h_prev, d) for d in dz], axis=1)  # (H, G·H)
         grads = [dx, dh0, dc0, dkernel, drecurrent, dbias]
         if self.variant == "peephole":
             c_prev = saved[-1]
             c = tf.concat([c_prev[1:], outputs[2][None]], axis=0)
-            dz_i, dz_f = tf.split(dz[0], 2, axis=-1)
-            dz_o = dz[1][..., units:]
+            dz_i, dz_f, _, dz_o = dz
             grads += [
                 bptt.sequence_sum(dz_i * c_prev),
                 bptt.sequence_sum(dz_f * c_prev),

@@ -10,7 +10,9 @@ import tensorflow as tf
 from models.cells import CELLS
 from models.kernels import KERNELS, bptt
 
-STEPS, BATCH, FEATURES, UNITS = 4, 2, 3, 3
+# STEPS covers both of `time_loop`'s loops: one unrolled iteration and a
+# remainder of two steps run one at a time.
+STEPS, BATCH, FEATURES, UNITS = bptt.UNROLL + 2, 2, 3, 3
 
 # (cell name, cell kwargs); relu is left out: its kink makes differences
 # meaningless at points where a pre-activation is near zero.
@@ -58,6 +60,8 @@ def test_bptt_equals_finite_differences_in_float64(variant, rng):
         value = loss(arguments)
     gradients = tape.gradient(value, arguments)
     eps = 1e-6
+    # The difference quotient's own rounding error: a few ulps of L, over 2ε.
+    rounding = 4 * np.finfo(np.float64).eps * abs(float(value)) / (2 * eps)
     for index, (argument, gradient) in enumerate(zip(arguments, gradients, strict=True)):
         direction = rng.standard_normal(argument.shape)
         moved = [list(arguments), list(arguments)]
@@ -65,7 +69,11 @@ def test_bptt_equals_finite_differences_in_float64(variant, rng):
         moved[1][index] = argument - eps * direction
         difference = (loss(moved[0]) - loss(moved[1])).numpy() / (2 * eps)
         np.testing.assert_allclose(
-            np.sum(gradient.numpy() * direction), difference, rtol=1e-7, err_msg=f"argument {index}"
+            np.sum(gradient.numpy() * direction),
+            difference,
+            rtol=1e-7,
+            atol=rounding,
+            err_msg=f"argument {index}",
         )
 
 
@@ -77,6 +85,32 @@ def test_split_matmul_equals_one_matmul(rng):
         np.testing.assert_allclose(
             bptt.SplitMatmul(tf.transpose(m), transpose=True, parts=parts)(a), a @ m, atol=1e-12
         )
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_time_loop_visits_every_step_once_in_order(reverse, rng):
+    """A running sum through `time_loop` equals NumPy's cumulative sum, for
+    lengths below, at and past multiples of `UNROLL`, with the length known
+    when traced and unknown (a `tf.function` with `T = None`)."""
+
+    def running_sum(xs):
+        def step(carry, inputs):
+            total = carry[0] + inputs[0]
+            return [total], [total, inputs[0]]
+
+        (total,), (sums, seen) = bptt.time_loop(step, [xs], [tf.zeros_like(xs[0])], 2, reverse=reverse)
+        return total, sums.stack(), seen.stack()
+
+    unknown_length = tf.function(running_sum, input_signature=[tf.TensorSpec((None, 2), tf.float64)])
+    for steps in range(1, 2 * bptt.UNROLL + 2):
+        xs = rng.standard_normal((steps, 2))
+        order = xs[::-1] if reverse else xs
+        expected = np.cumsum(order, axis=0)
+        expected = expected[::-1] if reverse else expected
+        for total, sums, seen in (running_sum(tf.constant(xs)), unknown_length(tf.constant(xs))):
+            np.testing.assert_allclose(sums, expected, atol=1e-12, err_msg=f"T={steps}")
+            np.testing.assert_allclose(seen, xs, atol=0, err_msg=f"T={steps}")
+            np.testing.assert_allclose(total, order.sum(axis=0), atol=1e-12, err_msg=f"T={steps}")
 
 
 def test_kernels_exist_for_exactly_the_five_cells():
