@@ -28,8 +28,9 @@ How the loops are made fast on a few CPU cores (measured, see BENCHMARKS.md):
   own (B, H) tensor and sends it back through that gate's block of W, one
   matmul per gate, summed. A concat of (B, H) pieces inside a loop costs
   30–50 µs on 2 cores (TF shards it over the thread pool and waits for a
-  thread busy with a matmul), more than the matmul it would feed; removing
-  the four per LSTM step took 7% off a training step. The whole-sequence
+  thread busy with a matmul), as much as the matmul it would feed; without
+  the four per LSTM step, forward + backward is 2–3% faster at H = 256 and
+  9–12% at H = 512 or B = 128 (5% slower at H = 64 or B = 1). The whole-sequence
   GEMMs are done per gate (or group) too, and only the small (·, G·H)
   weight gradients are concatenated.
 - Unrolled loops. A loop iteration runs `UNROLL` time steps: the loop's
@@ -54,7 +55,7 @@ import tensorflow as tf
 PARALLEL_ITERATIONS = 8
 # Time steps per loop iteration (`time_loop`). Measured on 2 cores, main
 # LSTM configuration, against 1: 4 takes 6% off inference and 10% off
-# training, and 15-20% at B = 1 or H = 64 (8 gains little more, for a larger graph).
+# training, and 14-20% at B = 1 or H = 64 (8 gains little more, for a larger graph).
 UNROLL = 4
 
 
