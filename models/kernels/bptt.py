@@ -136,7 +136,9 @@ def time_loop(step, sequences, carry, num_outputs, reverse=False):
     def read(sequence, t):
         return sequence.read(t) if isinstance(sequence, tf.TensorArray) else sequence[t]
 
-    def steps_from(count):
+    def loop(count, state):
+        """Iterations of `count` steps each, while `count` steps remain."""
+
         def body(i, carry, writers):
             for k in range(count):
                 t = steps - 1 - (i + k) if reverse else i + k
@@ -144,19 +146,13 @@ def time_loop(step, sequences, carry, num_outputs, reverse=False):
                 writers = [w.write(t, y) for w, y in zip(writers, outputs, strict=True)]
             return i + count, list(carry), writers
 
-        return body
-
-    def loop(count, state, last):
         return tf.while_loop(
-            lambda i, *_: i + count <= last,
-            steps_from(count),
-            state,
-            parallel_iterations=PARALLEL_ITERATIONS,
+            lambda i, *_: i + count <= steps, body, state, parallel_iterations=PARALLEL_ITERATIONS
         )
 
-    state = loop(UNROLL, (tf.constant(0), list(carry), writers), steps)
+    state = loop(UNROLL, (tf.constant(0), list(carry), writers))
     if static_steps is None or static_steps % UNROLL:
-        state = loop(1, state, steps)
+        state = loop(1, state)
     _, carry, writers = state
     return carry, writers
 
