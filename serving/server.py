@@ -33,6 +33,8 @@ from serving.service import PredictionCore
 
 log = logging.getLogger("rnnserve.serving")
 
+SIGNAL_CHECK_SECONDS = 0.2  # the longest a SIGTERM/SIGINT waits for `serve_forever` to see it
+
 
 class ModelServer:
     """gRPC + REST over one ModelManager.
@@ -127,7 +129,11 @@ class ModelServer:
             )
             if self.rest_port is not None:
                 announce(f"Serving REST on http://{host}:{self.rest_port}/v1/models/")
-            wake.wait()
+            # A timed wait: the kernel may deliver the signal to any thread,
+            # and then only the main thread's next bytecode runs `on_signal`;
+            # an untimed wait would never reach it.
+            while not wake.wait(SIGNAL_CHECK_SECONDS):
+                pass
         finally:
             self.stop()
             for sig, handler in previous.items():

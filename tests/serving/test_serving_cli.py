@@ -172,6 +172,34 @@ def test_sigterm_lets_in_flight_calls_finish_refuses_new_ones_then_exits_0(tmp_p
     assert "Server stopped." in process.output()[0]
 
 
+def threads_taking(pid: int, signum: int) -> list[int]:
+    """Ids of the threads of process `pid`, other than its main thread, that do not block `signum` (Linux /proc)."""
+    taking = []
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{tid}/status") as status:
+            blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+        if tid != pid and not blocked >> (signum - 1) & 1:
+            taking.append(tid)
+    return taking
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_delivered_to_a_worker_thread_still_stops_the_server(tmp_path, signum):
+    """The kernel may hand a process's signal to any thread that does not block it; kill(2) on
+    a thread's id hands it to that thread. Python runs handlers on the main thread only."""
+    write_gate_model(str(tmp_path / "gate"), 1)
+    process = ServerProcess("--model_name", "gate", "--model_base_path", str(tmp_path / "gate"))
+    try:
+        workers = threads_taking(process.process.pid, signum)
+        assert workers, "every thread but the main one blocks the signal"
+        os.kill(workers[0], signum)
+        assert process.process.wait(timeout=60) == 0
+    finally:
+        process.stop()
+    assert "Server stopped." in process.output()[0]
+    assert f"Received signal {int(signum)}" in process.output()[1]
+
+
 def test_serve_prints_no_tensorflow_deprecation_warning(exports):
     """TF Serving's loader is TensorFlow's deprecated TF1 one; its warning says nothing to a server's user."""
     process = ServerProcess("--model_name", LM, "--model_base_path", exports[LM])
