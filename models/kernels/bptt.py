@@ -127,8 +127,10 @@ def time_loop(step, sequences, carry, num_outputs, reverse=False):
     [1.0, 2.0, 3.0]
     """
     first = sequences[0]
-    static_steps = None if isinstance(first, tf.TensorArray) else first.shape[0]
-    steps = first.size() if isinstance(first, tf.TensorArray) else tf.shape(first)[0]
+    if isinstance(first, tf.TensorArray):
+        steps, static_steps = first.size(), None
+    else:
+        steps, static_steps = tf.shape(first)[0], first.shape[0]
     # clear_after_read=False: in eager mode a read would otherwise empty the
     # element, and a later stack() of a sequence read step by step is needed.
     writers = [tf.TensorArray(carry[0].dtype, size=steps, clear_after_read=False) for _ in range(num_outputs)]
