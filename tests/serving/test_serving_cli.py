@@ -176,8 +176,11 @@ def threads_taking(pid: int, signum: int) -> list[int]:
     """Ids of the threads of process `pid`, other than its main thread, that do not block `signum` (Linux /proc)."""
     taking = []
     for tid in map(int, os.listdir(f"/proc/{pid}/task")):
-        with open(f"/proc/{pid}/task/{tid}/status") as status:
-            blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as status:
+                blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+        except FileNotFoundError:  # the thread ended after listdir
+            continue
         if tid != pid and not blocked >> (signum - 1) & 1:
             taking.append(tid)
     return taking
