@@ -17,7 +17,11 @@ import argparse
 import importlib
 from pathlib import Path
 
-BENCHMARK_MODULES = ("benchmarks.throughput", "benchmarks.generation", "benchmarks.serving")
+BENCHMARK_MODULES = (
+    "rnnserve.benchmarks.throughput",
+    "rnnserve.benchmarks.generation",
+    "rnnserve.benchmarks.serving",
+)
 
 
 def _available():
@@ -31,7 +35,7 @@ def _summary(module):
 def _run(modules, args, own_arguments=True):
     """Runs each module; `own_arguments=False` (for `bench all`) completes
     `args` with each module's defaults."""
-    from benchmarks import report
+    from rnnserve.benchmarks import report
 
     out = Path(args.out)
     for module in modules:
@@ -62,7 +66,7 @@ def _defaults(module, args):
 
 def register(subparsers):
     """Adds `bench` and its subcommands to the `rnnserve` parser."""
-    from benchmarks.report import RESULTS_DIR
+    from rnnserve.benchmarks.report import RESULTS_DIR
 
     bench = subparsers.add_parser("bench", help="Benchmark rnnserve against PyTorch and Keras built-ins.")
     benchmarks = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")

@@ -69,7 +69,7 @@ class KerasContender:
             x = builtin(config.units, return_sequences=True)(x)
             model = keras.Model(tokens, keras.layers.Dense(config.vocab)(x))
         else:
-            from models import build_language_model
+            from rnnserve.models import build_language_model
 
             model = build_language_model(
                 config.vocab,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import string
 
-from benchmarks.contenders import Config
+from rnnserve.benchmarks.contenders import Config
 
 MODEL = Config()
 MAX_NEW_TOKENS = 1024
@@ -14,7 +14,7 @@ MAX_NEW_TOKENS = 1024
 
 def vocabulary():
     """64 printable characters plus `[UNK]`: V = 65, like the main configuration."""
-    from training.vocab import UNK, Vocabulary
+    from rnnserve.training.vocab import UNK, Vocabulary
 
     characters = (string.ascii_letters + string.digits + " .")[: MODEL.vocab - 1]
     return Vocabulary(tokens=(UNK, *characters), level="char")
@@ -24,8 +24,8 @@ def export(directory):
     """Builds the model and exports it as version 1 under `directory`; returns the version path."""
     import keras
 
-    from models import build_language_model
-    from training.export import export_language_model
+    from rnnserve.models import build_language_model
+    from rnnserve.training.export import export_language_model
 
     keras.utils.set_random_seed(0)
     vocab = vocabulary()

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from benchmarks import machine, timing
-from benchmarks.report import machine_markdown, markdown_table, new_results
+from rnnserve.benchmarks import machine, timing
+from rnnserve.benchmarks.report import machine_markdown, markdown_table, new_results
 
 NAME = "generation"
 BATCHES = (1, 32)
@@ -70,7 +70,7 @@ def run(args):
     """Exports the model, times both contenders at each batch size; returns the results."""
     import tensorflow as tf
 
-    from benchmarks import exported
+    from rnnserve.benchmarks import exported
 
     new_tokens = args.new_tokens or (32 if args.quick else 128)
     repeats = args.repeats or (3 if args.quick else 5)

@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import machine
-from training.files import atomic_write_text
+from rnnserve.benchmarks import machine
+from rnnserve.training.files import atomic_write_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = PACKAGE_DIR / "results"

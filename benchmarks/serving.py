@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import machine
-from benchmarks.report import machine_markdown, markdown_table, new_results
+from rnnserve.benchmarks import machine
+from rnnserve.benchmarks.report import machine_markdown, markdown_table, new_results
 
 NAME = "serving"
 MODEL = "lm"
@@ -86,7 +86,7 @@ class _Server:
     """`rnnserve serve` in a child process, ready when the model is AVAILABLE."""
 
     def __init__(self, base, batching_file=None):
-        from serving.client import PredictionClient
+        from rnnserve.serving.client import PredictionClient
 
         self.port = _free_port()
         command = [sys.executable, "-m", "rnnserve", "serve", "--port", str(self.port), "--rest_api_port", "0",
@@ -131,7 +131,7 @@ def _through_server(server, state_width, clients, requests):
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from serving.tensors import to_tensor_proto
+    from rnnserve.serving.tensors import to_tensor_proto
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
@@ -170,7 +170,7 @@ def run(args):
     """Exports the model, measures the direct call and each server setting."""
     import tensorflow as tf
 
-    from benchmarks import exported
+    from rnnserve.benchmarks import exported
 
     requests = args.requests or (100 if args.quick else 400)
     results = new_results(NAME, rows=[])

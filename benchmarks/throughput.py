@@ -24,9 +24,9 @@ import sys
 import tempfile
 import time
 
-from benchmarks import machine, timing
-from benchmarks.contenders import CONTENDERS, Config
-from benchmarks.report import machine_markdown, markdown_table, new_results
+from rnnserve.benchmarks import machine, timing
+from rnnserve.benchmarks.contenders import CONTENDERS, Config
+from rnnserve.benchmarks.report import machine_markdown, markdown_table, new_results
 from rnnserve.errors import UserError
 
 NAME = "throughput"
@@ -76,7 +76,7 @@ class Worker:
     def __init__(self, config, kinds):
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", "serve"],
+            [sys.executable, "-m", "rnnserve.benchmarks.worker", "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,  # a file: an unread pipe, once full, would block the worker
@@ -144,7 +144,7 @@ def _rss(config, kind):
         [
             sys.executable,
             "-m",
-            "benchmarks.worker",
+            "rnnserve.benchmarks.worker",
             "rss",
             json.dumps({"config": dataclasses.asdict(config), "contender": kind, "steps": 5}),
         ],

@@ -27,7 +27,7 @@ import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks import contenders  # noqa: E402
+from rnnserve.benchmarks import contenders  # noqa: E402
 
 
 def _peak_rss_mib():

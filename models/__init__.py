@@ -3,7 +3,7 @@ import from PyTorch and Keras, and the model builders. Keras layers only: no
 I/O, and nothing else of the project is imported here.
 """
 
-from models.builders import (
+from rnnserve.models.builders import (
     BUILDERS,
     build_classifier,
     build_conditioned_generator,
@@ -12,7 +12,7 @@ from models.builders import (
     build_seq2seq,
     greedy_decode,
 )
-from models.cells import (
+from rnnserve.models.cells import (
     CELLS,
     CoupledLSTMCell,
     GRUCell,
@@ -22,8 +22,8 @@ from models.cells import (
     SimpleRNNCell,
     get_cell_class,
 )
-from models.recurrent import Recurrent
-from models.state import run_language_model, state_layout, state_size
+from rnnserve.models.recurrent import Recurrent
+from rnnserve.models.state import run_language_model, state_layout, state_size
 
 __all__ = [
     "BUILDERS",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.recurrent import Recurrent
+from rnnserve.models.recurrent import Recurrent
 
 
 def _last_hidden(recurrent, final_state):

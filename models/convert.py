@@ -29,8 +29,8 @@ import collections
 import keras
 import numpy as np
 
-from models.cells import GRUCell, LSTMCell, SimpleRNNCell, cell_name
-from models.recurrent import Recurrent
+from rnnserve.models.cells import GRUCell, LSTMCell, SimpleRNNCell, cell_name
+from rnnserve.models.recurrent import Recurrent
 
 # Our gate blocks, in Keras order, listed by their index in torch's order.
 TORCH_GATE_ORDER = {

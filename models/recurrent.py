@@ -9,10 +9,10 @@ Layer l (0-based) of direction d (0 forward, 1 reverse) is sub-layer
 that index into `(L·D, B, H)`. Each direction owns one cell of
 `models.cells` (its weights) and runs either
 
-- through the cell's fused sequence kernel (`models.kernels`: one GEMM for
+- through the cell's fused sequence kernel (`rnnserve.models.fused`: one GEMM for
   the input projection, a tight time loop, hand-written BPTT), when the call
   is eligible (no mask, no dropout inside the recurrence in training,
-  standard activations; see `models.kernels` for the exact rule), or
+  standard activations; see `rnnserve.models.fused` for the exact rule), or
 - through `keras.layers.RNN(cell)` otherwise, so masks, recurrent dropout
   and custom cells behave as in Keras.
 
@@ -27,9 +27,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models import kernels
-from models.cells import CELLS, cell_name, get_cell_class
-from models.cells.base import check_rate
+from rnnserve.models import fused
+from rnnserve.models.cells import CELLS, cell_name, get_cell_class
+from rnnserve.models.cells.base import check_rate
 
 # Keyword arguments that configure the Keras layer itself, not its cells.
 _LAYER_KWARGS = ("name", "dtype", "trainable", "autocast")
@@ -111,10 +111,10 @@ class Recurrent(keras.layers.Layer):
                 "the start of each window, which the next window does not continue. "
                 "Use bidirectional=False, or stateful=False."
             )
-        if implementation not in kernels.IMPLEMENTATIONS:
+        if implementation not in fused.IMPLEMENTATIONS:
             raise ValueError(
                 "Received an invalid value for argument `implementation`. "
-                f"Expected one of {kernels.IMPLEMENTATIONS}, got {implementation!r}."
+                f"Expected one of {fused.IMPLEMENTATIONS}, got {implementation!r}."
             )
         self.cell_class = get_cell_class(cell)
         self.units = units
@@ -155,7 +155,7 @@ class Recurrent(keras.layers.Layer):
         self.inter_layer_dropout = keras.layers.Dropout(self.dropout, seed=seed, dtype=self.dtype_policy)
         self.state_variables = None
         if implementation == "fused":
-            self._check_fused(kernels.static_ineligibility(self.cells[0]))
+            self._check_fused(fused.static_ineligibility(self.cells[0]))
             if self.cells[0].recurrent_dropout > 0.0:
                 self._check_fused("recurrent_dropout applies in training")
 
@@ -260,14 +260,14 @@ class Recurrent(keras.layers.Layer):
 
     def uses_fused(self, index, mask=None, training=None):
         """Whether sub-layer `index` runs its fused kernel for a call with
-        this `mask` and `training` (the rule in `models.kernels`).
+        this `mask` and `training` (the rule in `rnnserve.models.fused`).
 
         Raises a `ValueError` saying why when `implementation="fused"` and the
         call is not eligible.
         """
         if self.implementation == "cell":
             return False
-        reason = kernels.call_ineligibility(self.rnns[index].cell, mask, training)
+        reason = fused.call_ineligibility(self.rnns[index].cell, mask, training)
         if self.implementation == "fused":
             self._check_fused(reason)
         return reason is None
@@ -288,7 +288,7 @@ class Recurrent(keras.layers.Layer):
             output, states = cell(inputs[:, 0], list(state), training=False)
             return output[:, None], states
         if self.uses_fused(index, mask, training):
-            return kernels.run_fused(
+            return fused.run_fused(
                 rnn.cell, inputs, initial_state, reverse=rnn.go_backwards, training=training
             )
         outputs, *states = rnn(inputs, initial_state=initial_state, mask=mask, training=training)

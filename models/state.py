@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from models.recurrent import Recurrent
+from rnnserve.models.recurrent import Recurrent
 
 
 def recurrent_layers(model):

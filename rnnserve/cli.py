@@ -26,16 +26,16 @@ from rnnserve.errors import UserError
 # A module exposes `register(subparsers)`, which adds its commands and sets
 # `func` (called with the parsed namespace; returns an exit status or None).
 COMMANDS = {
-    "train": "training.cli",
-    "export": "training.export.cli",
-    "inspect": "training.export.cli",
-    "serve": "serving.cli",
-    "predict": "serving.cli",
-    "status": "serving.cli",
-    "metadata": "serving.cli",
-    "generate": "serving.cli",
+    "train": "rnnserve.training.cli",
+    "export": "rnnserve.training.export.cli",
+    "inspect": "rnnserve.training.export.cli",
+    "serve": "rnnserve.serving.cli",
+    "predict": "rnnserve.serving.cli",
+    "status": "rnnserve.serving.cli",
+    "metadata": "rnnserve.serving.cli",
+    "generate": "rnnserve.serving.cli",
     "demo": "rnnserve.demo",
-    "bench": "benchmarks.cli",
+    "bench": "rnnserve.benchmarks.cli",
 }
 
 

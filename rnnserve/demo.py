@@ -39,8 +39,8 @@ def _banner(text):
 
 def run_demo(args):
     from rnnserve.cli import main
-    from serving.config import ServerOptions
-    from serving.server import ModelServer
+    from rnnserve.serving.config import ServerOptions
+    from rnnserve.serving.server import ModelServer
 
     root = Path(args.dir)
     run_dir, export_base = root / "run", root / "export" / MODEL_NAME

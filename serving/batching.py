@@ -41,8 +41,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 
-from serving import tensors
-from serving.errors import ServingError
+from rnnserve.serving import tensors
+from rnnserve.serving.errors import ServingError
 
 
 @dataclasses.dataclass(eq=False)  # a task equals only itself (deque.remove; arrays have no ==)

@@ -21,8 +21,8 @@ import argparse
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from serving.config import options_from_flags
-    from serving.server import ModelServer
+    from rnnserve.serving.config import options_from_flags
+    from rnnserve.serving.server import ModelServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     server = ModelServer(options_from_flags(args)).start()
@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _client_command(name: str):
     def run(args: argparse.Namespace) -> int:
-        from serving import cli_client
+        from rnnserve.serving import cli_client
 
         return getattr(cli_client, name)(args)
 
@@ -59,7 +59,7 @@ def _add_version_flags(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     """Adds the serving subcommands to the `rnnserve` parser."""
-    from serving.config import add_server_flags
+    from rnnserve.serving.config import add_server_flags
 
     serve = subparsers.add_parser(
         "serve",

@@ -19,17 +19,17 @@ import sys
 import numpy as np
 
 from rnnserve.errors import UserError
-from serving.errors import ServingError
+from rnnserve.serving.errors import ServingError
 
 MAX_GENERATE_TOKENS = 100_000  # a CLI run never asks for more than this
 
 
 def _client(args: argparse.Namespace):
     if args.rest:
-        from serving.rest_client import RestClient
+        from rnnserve.serving.rest_client import RestClient
 
         return RestClient(args.server, timeout=args.timeout)
-    from serving.client import PredictionClient, tls_credentials
+    from rnnserve.serving.client import PredictionClient, tls_credentials
 
     credentials = None
     if args.ca:
@@ -162,7 +162,7 @@ def metadata(args: argparse.Namespace) -> int:
 
 def generate(args: argparse.Namespace) -> int:
     """`rnnserve generate`: stream text, one `generate` call per chunk."""
-    from serving.session import Session
+    from rnnserve.serving.session import Session
 
     if not args.prompt:
         raise UserError("--prompt must not be empty: generation continues a text.")

@@ -30,9 +30,9 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import tensors
-from serving.client_types import ModelMetadata, Outputs, statuses_from_response
-from serving.errors import ServingError
+from rnnserve.serving import tensors
+from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
+from rnnserve.serving.errors import ServingError
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 

@@ -18,8 +18,8 @@ import dataclasses
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from serving import tensors
-from serving.errors import CODES
+from rnnserve.serving import tensors
+from rnnserve.serving.errors import CODES
 
 
 @dataclasses.dataclass(frozen=True)

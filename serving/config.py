@@ -32,8 +32,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from rnnserve.errors import UserError
-from serving.config_protos import BatchingParameters, MonitoringConfig, SSLConfig
-from serving.errors import ServingError
+from rnnserve.serving.config_protos import BatchingParameters, MonitoringConfig, SSLConfig
+from rnnserve.serving.errors import ServingError
 
 PLATFORM = "tensorflow"
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath

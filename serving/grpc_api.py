@@ -27,9 +27,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving import tensors
-from serving.errors import ServingError, truncate
-from serving.inference import fill_model_spec
+from rnnserve.serving import tensors
+from rnnserve.serving.errors import ServingError, truncate
+from rnnserve.serving.inference import fill_model_spec
 
 log = logging.getLogger("rnnserve.serving")
 

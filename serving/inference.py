@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
-from serving.errors import ServingError
-from serving.servable import (
+from rnnserve.serving.errors import ServingError
+from rnnserve.serving.servable import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
     REGRESS_METHOD,

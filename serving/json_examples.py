@@ -22,7 +22,7 @@ import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import input_pb2
 
-from serving.json_tensors import decode_b64, invalid, is_b64, json_text, json_type
+from rnnserve.serving.json_tensors import decode_b64, invalid, is_b64, json_text, json_type
 
 _KINDS = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
 

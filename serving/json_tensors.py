@@ -36,8 +36,8 @@ import json
 
 import numpy as np
 
-from serving.errors import ServingError
-from serving.tensors import shape_text
+from rnnserve.serving.errors import ServingError
+from rnnserve.serving.tensors import shape_text
 
 ROW, COLUMNAR = "row", "columnar"
 _INT_RANGES = {

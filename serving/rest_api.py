@@ -35,9 +35,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import json_examples, json_tensors, tensors
-from serving.errors import ServingError, truncate
-from serving.rest_server import RestServer
+from rnnserve.serving import json_examples, json_tensors, tensors
+from rnnserve.serving.errors import ServingError, truncate
+from rnnserve.serving.rest_server import RestServer
 
 log = logging.getLogger("rnnserve.serving")
 

@@ -30,9 +30,9 @@ import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
-from serving.client_types import ModelMetadata, Outputs, statuses_from_response
-from serving.errors import HTTP_STATUS, ServingError
-from serving.json_tensors import json_to_array
+from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
+from rnnserve.serving.errors import HTTP_STATUS, ServingError
+from rnnserve.serving.json_tensors import json_to_array
 
 # HTTP status -> the canonical code a REST client reports (first code with that status).
 CODE_FOR_HTTP = {}

@@ -36,7 +36,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-from serving.json_tensors import error_to_json
+from rnnserve.serving.json_tensors import error_to_json
 
 log = logging.getLogger("rnnserve.serving")
 

@@ -42,8 +42,8 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import config_pb2
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
-from serving import tensors
-from serving.errors import CODES, ServingError, truncate
+from rnnserve.serving import tensors
+from rnnserve.serving.errors import CODES, ServingError, truncate
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"

@@ -23,13 +23,13 @@ import signal
 import threading
 
 from rnnserve.errors import UserError
-from serving.batching import Batcher
-from serving.errors import ServingError
-from serving.grpc_api import MODEL_SERVICE, PREDICTION_SERVICE, build_grpc_server
-from serving.manager import ModelManager
-from serving.metrics import Metrics
-from serving.rest_api import build_rest_server
-from serving.service import PredictionCore
+from rnnserve.serving.batching import Batcher
+from rnnserve.serving.errors import ServingError
+from rnnserve.serving.grpc_api import MODEL_SERVICE, PREDICTION_SERVICE, build_grpc_server
+from rnnserve.serving.manager import ModelManager
+from rnnserve.serving.metrics import Metrics
+from rnnserve.serving.rest_api import build_rest_server
+from rnnserve.serving.service import PredictionCore
 
 log = logging.getLogger("rnnserve.serving")
 

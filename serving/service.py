@@ -27,8 +27,8 @@ from tensorflow_serving.apis import (
     model_pb2,
 )
 
-from serving import inference
-from serving.errors import CODE_NUMBERS, ServingError
+from rnnserve.serving import inference
+from rnnserve.serving.errors import CODE_NUMBERS, ServingError
 
 SIGNATURE_DEF = "signature_def"
 

@@ -33,7 +33,8 @@ import io
 
 import numpy as np
 
-from serving.errors import ServingError
+from rnnserve import contract
+from rnnserve.serving.errors import ServingError
 
 # Each generate call of a session samples with its own seed, derived from the
 # session seed and the call count, so chunks are not copies of each other.
@@ -97,14 +98,14 @@ class Session:
         self.client, self.model = client, model
         metadata = client.metadata(model, version=version)
         self.version = metadata.version
-        if "generate" not in metadata.signatures:
+        if contract.GENERATE not in metadata.signatures:
             raise ServingError(
                 "FAILED_PRECONDITION",
                 f"model {model} version {self.version} has no 'generate' signature; is it a language model export?",
             )
-        state_info = metadata.signatures["generate"].inputs["state"]
+        state_info = metadata.signatures[contract.GENERATE].inputs[contract.STATE]
         self.state_size = state_info.shape[-1]
-        self.has_text = "encode" in metadata.signatures and "decode" in metadata.signatures
+        self.has_text = contract.ENCODE in metadata.signatures and contract.DECODE in metadata.signatures
         self.seed, self.calls = seed, 0
         self.state = np.zeros((batch_size, self.state_size), np.float32)  # (B, S)
         self.pending = np.zeros((batch_size, 0), np.int32)  # (B, k)
@@ -130,19 +131,19 @@ class Session:
         """Token ids (B, T) of one text per sequence, through the model's `encode` signature."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         outputs = self._predict(
-            "encode", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)}
+            contract.ENCODE, {contract.TEXT: np.array([t.encode("utf-8") for t in texts], dtype=object)}
         )
-        lengths = outputs["lengths"]
+        lengths = outputs[contract.LENGTHS]
         if len(set(lengths.tolist())) > 1:
             raise ValueError(
                 f"Texts encode to different lengths {lengths.tolist()}; feed them as separate sessions."
             )
-        return outputs["tokens"][:, : int(lengths[0])]
+        return outputs[contract.TOKENS][:, : int(lengths[0])]
 
     def decode(self, tokens) -> list[str]:
         """Text of token ids (B, N), through the model's `decode` signature."""
-        outputs = self._predict("decode", {"tokens": np.asarray(tokens, np.int32)})
-        return [bytes(item).decode("utf-8", errors="replace") for item in outputs["text"]]
+        outputs = self._predict(contract.DECODE, {contract.TOKENS: np.asarray(tokens, np.int32)})
+        return [bytes(item).decode("utf-8", errors="replace") for item in outputs[contract.TEXT]]
 
     def feed_text(self, texts) -> None:
         """Encodes and feeds one text per sequence (a str for batch 1)."""
@@ -154,8 +155,8 @@ class Session:
         """Logits (B, V) of the next token; runs `step` without changing the session."""
         if self.pending.shape[1] == 0:
             raise ValueError("Nothing to predict from: feed at least one token first.")
-        outputs = self._predict("step", {"tokens": self.pending, "state": self.state})
-        return outputs["logits"][:, -1, :]
+        outputs = self._predict(contract.STEP, {contract.TOKENS: self.pending, contract.STATE: self.state})
+        return outputs[contract.LOGITS][:, -1, :]
 
     def generate(
         self, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0, seed: int | None = None
@@ -173,18 +174,18 @@ class Session:
         if seed is None:
             seed = (self.seed + SEED_STRIDE * self.calls) % 2**63
         outputs = self._predict(
-            "generate",
+            contract.GENERATE,
             {
-                "tokens": self.pending,
-                "state": self.state,
-                "max_new_tokens": np.int32(max_new_tokens),
-                "temperature": np.float32(temperature),
-                "top_k": np.int32(top_k),
-                "seed": np.int64(seed),
+                contract.TOKENS: self.pending,
+                contract.STATE: self.state,
+                contract.MAX_NEW_TOKENS: np.int32(max_new_tokens),
+                contract.TEMPERATURE: np.float32(temperature),
+                contract.TOP_K: np.int32(top_k),
+                contract.SEED: np.int64(seed),
             },
         )
-        tokens = outputs["tokens"]  # (B, N)
-        self.state = outputs["state"]  # after all of `tokens` but the last
+        tokens = outputs[contract.TOKENS]  # (B, N)
+        self.state = outputs[contract.STATE]  # after all of `tokens` but the last
         self.pending = tokens[:, -1:]
         self.calls += 1
         return tokens

@@ -19,11 +19,11 @@ import os
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import inference
-from serving.errors import ServingError
-from serving.servable import Servable, tf_error
+from rnnserve.contract import WARMUP_FILE
+from rnnserve.serving import inference
+from rnnserve.serving.errors import ServingError
+from rnnserve.serving.servable import Servable, tf_error
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000  # WarmupConsts::kMaxNumRecords
 
 

@@ -11,25 +11,26 @@ import pytest  # noqa: E402
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _tinyshakespeare():
-    """The real corpus the training tests use (never needed by the product).
-
-    Found through $RNNSERVE_TINYSHAKESPEARE, next to the checkout
-    (../shared/data), or at this machine's shared location; a missing file
-    makes those tests fail with this path in the message, never skip.
-    """
-    candidates = [
-        os.environ.get("RNNSERVE_TINYSHAKESPEARE"),
-        os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "tinyshakespeare.txt"),
-        "/work/shared/data/tinyshakespeare.txt",
-    ]
-    for path in candidates:
-        if path and os.path.isfile(path):
-            return path
-    return candidates[1]
+# The real corpus some training tests use (never needed by the product): a
+# file named by $RNNSERVE_TINYSHAKESPEARE. A user's clone does not have it, so
+# those tests (marked `tinyshakespeare`) run only when the variable is set;
+# CI sets it and fails when the file is missing, so they never skip there.
+TINYSHAKESPEARE = os.environ.get("RNNSERVE_TINYSHAKESPEARE") or None
 
 
-TINYSHAKESPEARE = _tinyshakespeare()
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("tinyshakespeare")]
+    if not marked:
+        return
+    if TINYSHAKESPEARE is None:
+        reason = "needs the tinyshakespeare corpus: set RNNSERVE_TINYSHAKESPEARE to its path"
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=reason))
+    elif not os.path.isfile(TINYSHAKESPEARE):
+        raise pytest.UsageError(
+            f"RNNSERVE_TINYSHAKESPEARE names {TINYSHAKESPEARE!r}, which is not a file; "
+            "point it at tinyshakespeare.txt or unset it"
+        )
 
 
 @pytest.fixture(autouse=True)

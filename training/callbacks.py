@@ -9,8 +9,8 @@ import time
 
 import keras
 
-from models.state import recurrent_layers
-from training.plots import plot_curves
+from rnnserve.models.state import recurrent_layers
+from rnnserve.training.plots import plot_curves
 
 
 class TimeBudget(keras.callbacks.Callback):

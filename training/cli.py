@@ -1,15 +1,15 @@
 """`rnnserve train TASK`: the command line of training/ (see trainer.py).
 
 rnnserve train charlm --epochs 5 --cell gru --units 128
-rnnserve train charlm --corpus ../shared/data/tinyshakespeare.txt --time-budget 60
+rnnserve train charlm --corpus my-text.txt --time-budget 60
 rnnserve train charlm --resume runs/charlm-20261125-101500
 rnnserve train hello
 """
 
 from __future__ import annotations
 
-from models import CELLS
-from training.arguments import non_negative_float, positive_float, positive_int
+from rnnserve.models import CELLS
+from rnnserve.training.arguments import non_negative_float, positive_float, positive_int
 
 # Overridable on --resume; `None` means "not given" (see trainer.RESUME_OVERRIDES).
 _COMMON_DEFAULTS = {"epochs": 10, "verbose": None}
@@ -69,7 +69,7 @@ def _add_common_arguments(parser, task):
 
 def register(subparsers):
     """Adds `rnnserve train TASK` for every task of `training.tasks.TASKS`."""
-    from training.tasks import TASKS
+    from rnnserve.training.tasks import TASKS
 
     train = subparsers.add_parser("train", help="train a task; writes a run directory")
     tasks = train.add_subparsers(dest="task", metavar="TASK")
@@ -82,8 +82,8 @@ def register(subparsers):
 
 
 def run_train(args):
-    from training.tasks import TASKS
-    from training.trainer import train
+    from rnnserve.training.tasks import TASKS
+    from rnnserve.training.trainer import train
 
     task = TASKS[args.task]
     if not args.resume and args.epochs is None:

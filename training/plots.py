@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from training.files import atomic_write_bytes  # noqa: E402
+from rnnserve.training.files import atomic_write_bytes  # noqa: E402
 
 
 def _series(rows, key):

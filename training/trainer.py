@@ -19,9 +19,9 @@ import sys
 import keras
 
 from rnnserve.errors import UserError
-from training.callbacks import EpochRecorder, TimeBudget
-from training.distribute import get_strategy, prepare_fit
-from training.run import RunDirectory
+from rnnserve.training.callbacks import EpochRecorder, TimeBudget
+from rnnserve.training.distribute import get_strategy, prepare_fit
+from rnnserve.training.run_directory import RunDirectory
 
 CONFIG_FORMAT = 1
 # Flags a resumed run may change; everything else comes from config.json.
@@ -125,8 +125,8 @@ def train(task, args):
     _say(args, f"Run directory: {run.path}")
     _say(args, "Final: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics["final"].items()))
     if args.export_base:
-        from training.export import export_run
-        from training.export.cli import print_progress
+        from rnnserve.training.export import export_run
+        from rnnserve.training.export.cli import print_progress
 
         version_dir = export_run(
             run.path, args.export_base, progress=print_progress if args.verbose != 0 else None

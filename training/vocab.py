@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.files import atomic_write_text
+from rnnserve.training.files import atomic_write_text
 
 UNK = "[UNK]"
 UNK_ID = 0

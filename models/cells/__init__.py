@@ -9,12 +9,12 @@
 | "coupled_lstm"  | `CoupledLSTMCell`  | i, c, o                     | h, c   |
 """
 
-from models.cells.base import GatedCell, RecurrentCell
-from models.cells.coupled_lstm import COUPLED_LSTM_GATES, CoupledLSTMCell
-from models.cells.gru import GRU_GATES, GRUCell
-from models.cells.lstm import LSTM_GATES, LSTMCell
-from models.cells.peephole_lstm import PEEPHOLE_WEIGHTS, PeepholeLSTMCell
-from models.cells.simple_rnn import SIMPLE_RNN_GATES, SimpleRNNCell
+from rnnserve.models.cells.base import GatedCell, RecurrentCell
+from rnnserve.models.cells.coupled_lstm import COUPLED_LSTM_GATES, CoupledLSTMCell
+from rnnserve.models.cells.gru import GRU_GATES, GRUCell
+from rnnserve.models.cells.lstm import LSTM_GATES, LSTMCell
+from rnnserve.models.cells.peephole_lstm import PEEPHOLE_WEIGHTS, PeepholeLSTMCell
+from rnnserve.models.cells.simple_rnn import SIMPLE_RNN_GATES, SimpleRNNCell
 
 CELLS = {
     "rnn": SimpleRNNCell,
@@ -31,7 +31,7 @@ def get_cell_class(cell):
     Example:
 
     >>> get_cell_class("gru")
-    <class 'models.cells.gru.GRUCell'>
+    <class 'rnnserve.models.cells.gru.GRUCell'>
     """
     if isinstance(cell, type) and issubclass(cell, RecurrentCell):
         return cell

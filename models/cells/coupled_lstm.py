@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.cells.base import GatedCell, split_gates
+from rnnserve.models.cells.base import GatedCell, split_gates
 
 COUPLED_LSTM_GATES = ("i", "c", "o")
 

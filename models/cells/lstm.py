@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import initializers, ops
 
-from models.cells.base import GatedCell, split_gates
+from rnnserve.models.cells.base import GatedCell, split_gates
 
 LSTM_GATES = ("i", "f", "c", "o")
 

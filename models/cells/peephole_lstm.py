@@ -21,8 +21,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.cells.base import split_gates
-from models.cells.lstm import LSTMCell
+from rnnserve.models.cells.base import split_gates
+from rnnserve.models.cells.lstm import LSTMCell
 
 PEEPHOLE_WEIGHTS = (
     "input_gate_peephole_weights",

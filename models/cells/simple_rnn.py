@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.cells.base import RecurrentCell
+from rnnserve.models.cells.base import RecurrentCell
 
 SIMPLE_RNN_GATES = ("h",)
 

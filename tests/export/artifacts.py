@@ -25,9 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models import build_language_model
-from training.export import export_run
-from training.vocab import Vocabulary
+from rnnserve.models import build_language_model
+from rnnserve.training.export import export_run
+from rnnserve.training.vocab import Vocabulary
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GREEDY_TOKENS = 10

@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from rnnserve.training.export.verify import load_tf1
 from tests.export.artifacts import language_model_artifact
-from training.export.verify import load_tf1
 
 
 @pytest.fixture

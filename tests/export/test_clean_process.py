@@ -14,7 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-from models import Recurrent
+from rnnserve.models import Recurrent
+from rnnserve.training.export import export_language_model
+from rnnserve.training.vocab import Vocabulary
 from tests.export.artifacts import (
     CORPUS,
     PROJECT_PACKAGES,
@@ -25,8 +27,6 @@ from tests.export.artifacts import (
     run_without_project,
     shared_root,
 )
-from training.export import export_language_model
-from training.vocab import Vocabulary
 
 TOLERANCE = 1e-5
 GREEDY_TOKENS = 8

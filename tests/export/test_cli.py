@@ -12,9 +12,9 @@ import sys
 import keras
 import pytest
 
-from models import build_language_model
+from rnnserve.models import build_language_model
+from rnnserve.training.vocab import Vocabulary
 from tests.export.artifacts import CORPUS, REPO_ROOT, build_once, run_rnnserve, shared_root, write_run
-from training.vocab import Vocabulary
 
 
 def _export_through_the_cli(path):

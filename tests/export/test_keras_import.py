@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import PeepholeLSTMCell
 from rnnserve.errors import UserError
+from rnnserve.models import PeepholeLSTMCell
+from rnnserve.training.export import as_language_model, export_keras_model
+from rnnserve.training.vocab import Vocabulary
 from tests.export.artifacts import CORPUS, keras_logits, load_savedmodel, python_greedy, run_rnnserve
-from training.export import as_language_model, export_keras_model
-from training.vocab import Vocabulary
 
 VOCAB = Vocabulary.build(CORPUS)
 V = len(VOCAB)

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import CELLS, build_language_model
+from rnnserve.models import CELLS, build_language_model
+from rnnserve.training.export import export_language_model
+from rnnserve.training.vocab import Vocabulary
 from tests.export.artifacts import (
     CORPUS,
     GREEDY_TOKENS,
@@ -24,8 +26,6 @@ from tests.export.artifacts import (
     only_version,
     shared_root,
 )
-from training.export import export_language_model
-from training.vocab import Vocabulary
 
 COMBOS = [(cell, layers) for cell in CELLS for layers in (1, 2)]
 TOLERANCE = 1e-5

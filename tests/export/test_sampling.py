@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.export import sampling
-from training.vocab import UNK_ID
+from rnnserve.training.export import sampling
+from rnnserve.training.vocab import UNK_ID
 
 ROWS = 20_000
 # [UNK] has the largest logit: a picker that forgets the mask would pick it most.

@@ -22,10 +22,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import build_classifier, build_language_model, build_regressor
 from rnnserve.errors import UserError
-from tests.export.artifacts import load_savedmodel, write_run
-from training.export import (
+from rnnserve.models import build_classifier, build_language_model, build_regressor
+from rnnserve.training.export import (
     Endpoint,
     TaskExport,
     export_run,
@@ -35,7 +34,8 @@ from training.export import (
     write_savedmodel,
     writer,
 )
-from training.vocab import Vocabulary
+from rnnserve.training.vocab import Vocabulary
+from tests.export.artifacts import load_savedmodel, write_run
 
 
 def _snapshot(base):
@@ -193,7 +193,7 @@ def test_the_default_version_is_one_more_than_the_highest_integer_directory(tmp_
 
 _STAGE_AND_WAIT = """
 import sys, time
-from training.export import versions
+from rnnserve.training.export import versions
 with versions.staging_directory(sys.argv[1]) as staged:
     print(staged, flush=True)
     time.sleep(120)
@@ -253,8 +253,8 @@ def test_a_taken_version_is_refused_before_any_work(regression_run, tmp_path):
 
 def test_verify_false_publishes_without_loading_the_export(tmp_path, monkeypatch):
     """`verify=False` skips the TF1-loader replay (it is the caller's choice to make)."""
-    import training.export.writer as writer
-    from training.export import export_language_model
+    import rnnserve.training.export.writer as writer
+    from rnnserve.training.export import export_language_model
 
     calls = []
     monkeypatch.setattr(writer, "verify_savedmodel", lambda *a, **k: calls.append(a))

@@ -13,14 +13,14 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from models import build_language_model
-from serving.client import PredictionClient
-from serving.config import ServerOptions
-from serving.server import ModelServer
-from serving.session import Session
-from serving.tensors import to_ndarray, to_tensor_proto
-from training.export import export_language_model
-from training.vocab import Vocabulary
+from rnnserve.models import build_language_model
+from rnnserve.serving.client import PredictionClient
+from rnnserve.serving.config import ServerOptions
+from rnnserve.serving.server import ModelServer
+from rnnserve.serving.session import Session
+from rnnserve.serving.tensors import to_ndarray, to_tensor_proto
+from rnnserve.training.export import export_language_model
+from rnnserve.training.vocab import Vocabulary
 
 MODEL = "charlm"
 TEXT = "the quick brown fox jumps over the lazy dog. "

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from models import (
+from rnnserve.models import (
     build_classifier,
     build_conditioned_generator,
     build_language_model,

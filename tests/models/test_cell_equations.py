@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import CELLS
+from rnnserve.models import CELLS
 from tests.models import reference
 
 CASES = {

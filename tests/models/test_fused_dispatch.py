@@ -1,27 +1,27 @@
 """Which path `Recurrent` takes: the fused kernel exactly when the call is
-eligible (the rule in `models/kernels/__init__.py`), the cell otherwise, and
+eligible (the rule in `models/fused/__init__.py`), the cell otherwise, and
 what `implementation="fused"` / `"cell"` force."""
 
 import keras
 import numpy as np
 import pytest
 
-from models import CELLS, LSTMCell, Recurrent, build_language_model
-from models import kernels as kernels_module
-from models.kernels import call_ineligibility
+from rnnserve.models import CELLS, LSTMCell, Recurrent, build_language_model
+from rnnserve.models import fused as fused_module
+from rnnserve.models.fused import call_ineligibility
 
 
 @pytest.fixture
 def fused_calls(monkeypatch):
     """Counts the layer-directions run through the fused kernel."""
     calls = []
-    real = kernels_module.run_fused
+    real = fused_module.run_fused
 
     def spy(cell, *args, **kwargs):
         calls.append(cell.name)
         return real(cell, *args, **kwargs)
 
-    monkeypatch.setattr(kernels_module, "run_fused", spy)
+    monkeypatch.setattr(fused_module, "run_fused", spy)
     return calls
 
 

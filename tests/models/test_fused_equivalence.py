@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import Recurrent
+from rnnserve.models import Recurrent
 
 TOL = 1e-5
 GRAD_RTOL = 1e-4

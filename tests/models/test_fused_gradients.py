@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.cells import CELLS
-from models.kernels import KERNELS, bptt
+from rnnserve.models.cells import CELLS
+from rnnserve.models.fused import FUSED, bptt
 
 # STEPS covers both of `time_loop`'s loops: one unrolled iteration and a
 # remainder of two steps run one at a time.
@@ -32,7 +32,7 @@ def _kernel_and_weights(name, kwargs, rng):
     cell.build((None, FEATURES))
     weights = [tf.constant(rng.uniform(-0.8, 0.8, w.shape)) for w in cell.weights]
     states = [tf.constant(rng.uniform(-0.5, 0.5, (BATCH, UNITS))) for _ in cell.state_size]
-    return KERNELS[type(cell)](cell), states, weights
+    return FUSED[type(cell)](cell), states, weights
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -114,5 +114,5 @@ def test_time_loop_visits_every_step_once_in_order(reverse, rng):
 
 
 def test_kernels_exist_for_exactly_the_five_cells():
-    assert set(KERNELS) == set(CELLS.values())
+    assert set(FUSED) == set(CELLS.values())
     assert keras.activations.tanh is CELLS["lstm"](2).activation

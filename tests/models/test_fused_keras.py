@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import build_language_model
+from rnnserve.models import build_language_model
 
 VOCAB = 13
 

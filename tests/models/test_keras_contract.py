@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from models import CELLS
+from rnnserve.models import CELLS
 from tests.models import reference
 
 TOL = 1e-5

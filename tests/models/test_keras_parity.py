@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from models import GRUCell, LSTMCell, Recurrent, SimpleRNNCell
-from models.convert import load_keras_weights
+from rnnserve.models import GRUCell, LSTMCell, Recurrent, SimpleRNNCell
+from rnnserve.models.convert import load_keras_weights
 
 TOL = 1e-5
 

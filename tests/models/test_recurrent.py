@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from models import CELLS, Recurrent
+from rnnserve.models import CELLS, Recurrent
 from tests.models import reference
 
 TOL = 1e-5

@@ -5,8 +5,15 @@ import keras
 import numpy as np
 import pytest
 
-from models import CELLS, Recurrent, build_language_model, run_language_model, state_layout, state_size
-from models.state import pack_cell_states, run_language_model_token, unpack_cell_states
+from rnnserve.models import (
+    CELLS,
+    Recurrent,
+    build_language_model,
+    run_language_model,
+    state_layout,
+    state_size,
+)
+from rnnserve.models.state import pack_cell_states, run_language_model_token, unpack_cell_states
 
 TOL = 1e-5
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import Recurrent
-from models.convert import load_torch_weights, torch_state_dict
+from rnnserve.models import Recurrent
+from rnnserve.models.convert import load_torch_weights, torch_state_dict
 
 TOL = 1e-5
 INPUT, HIDDEN, BATCH, STEPS = 5, 7, 3, 6

@@ -23,8 +23,8 @@ from serving_savedmodels import write_char_lm, write_classify_regress
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.config import PLATFORM, ServerOptions
-from serving.server import ModelServer
+from rnnserve.serving.config import PLATFORM, ServerOptions
+from rnnserve.serving.server import ModelServer
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LM = "charlm"
@@ -79,7 +79,7 @@ def start_server(models: dict, **options) -> ModelServer:
 @pytest.fixture(scope="session")
 def server(exports):
     """One shared server with both fixture models, for tests that only read."""
-    from serving.config_protos import MonitoringConfig
+    from rnnserve.serving.config_protos import MonitoringConfig
 
     monitoring = MonitoringConfig()
     monitoring.prometheus_config.enable = True

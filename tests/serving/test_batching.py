@@ -24,12 +24,12 @@ from conftest import LM, lm_generate_inputs, start_server
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_pb2
 
-from serving.batching import Batcher
-from serving.client import PredictionClient
-from serving.config_protos import BatchingParameters
-from serving.errors import ServingError
-from serving.metrics import Metrics
-from serving.servable import Servable
+from rnnserve.serving.batching import Batcher
+from rnnserve.serving.client import PredictionClient
+from rnnserve.serving.config_protos import BatchingParameters
+from rnnserve.serving.errors import ServingError
+from rnnserve.serving.metrics import Metrics
+from rnnserve.serving.servable import Servable
 
 BATCH_SIZE_METRIC = ":tensorflow:serving:batching_session:processed_batch_size"
 

@@ -16,8 +16,8 @@ from importlib import metadata
 import pytest
 from conftest import REPO_ROOT
 
-from serving.config import check_batching, read_model_config_file, read_text_proto
-from serving.config_protos import BatchingParameters, MonitoringConfig
+from rnnserve.serving.config import check_batching, read_model_config_file, read_text_proto
+from rnnserve.serving.config_protos import BatchingParameters, MonitoringConfig
 
 DOCKERFILE = os.path.join(REPO_ROOT, "Dockerfile")
 DOCKER_DIR = os.path.join(REPO_ROOT, "docker")

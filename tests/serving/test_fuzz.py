@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from serving.client import PredictionClient
+from rnnserve.serving.client import PredictionClient
 
 EXAMPLES = 200
 SETTINGS = settings(

@@ -9,7 +9,7 @@ import pytest
 from conftest import LM
 from tensorflow_serving.apis import model_pb2
 
-from serving.errors import ServingError
+from rnnserve.serving.errors import ServingError
 
 
 def request_counts(server) -> dict:

@@ -16,7 +16,7 @@ import threading
 import pytest
 from conftest import LM, start_server
 
-from serving.rest_server import RestServer
+from rnnserve.serving.rest_server import RestServer
 
 LIVENESS = 60  # seconds after which "it never ended" is a failure
 

@@ -4,7 +4,7 @@ a little, and a run never gets more time than its request allows."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serving.servable import _timeout_key
+from rnnserve.serving.servable import _timeout_key
 
 
 @given(st.integers(min_value=1, max_value=10**9))

@@ -20,8 +20,8 @@ from conftest import LM, REPO_ROOT, ServerProcess
 from serving_savedmodels import STATE_SIZE, write_gate_model
 
 from rnnserve.cli import main
-from serving.client import PredictionClient
-from serving.errors import ServingError
+from rnnserve.serving.client import PredictionClient
+from rnnserve.serving.errors import ServingError
 
 
 def rnnserve(*args, timeout=120):

@@ -9,7 +9,7 @@ import argparse
 import pytest
 
 from rnnserve.errors import UserError
-from serving.config import add_server_flags, options_from_flags
+from rnnserve.serving.config import add_server_flags, options_from_flags
 
 
 def parse(*argv):

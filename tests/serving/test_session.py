@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import LM, lm_generate_inputs
 
-from serving.client import PredictionClient
-from serving.rest_client import RestClient
-from serving.session import Session, Snapshot
+from rnnserve.serving.client import PredictionClient
+from rnnserve.serving.rest_client import RestClient
+from rnnserve.serving.session import Session, Snapshot
 
 PROMPT = np.array([[5, 9, 12, 1]], np.int32)
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from serving import tensors
+from rnnserve.serving import tensors
 
 ARRAYS = [
     np.array([[1.5, -2.25], [3.0, 4.0]], np.float32),

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import text_format
 
-from serving.client import PredictionClient, tls_credentials
-from serving.config import read_text_proto
-from serving.config_protos import SSLConfig
-from serving.errors import ServingError
+from rnnserve.serving.client import PredictionClient, tls_credentials
+from rnnserve.serving.config import read_text_proto
+from rnnserve.serving.config_protos import SSLConfig
+from rnnserve.serving.errors import ServingError
 
 
 def self_signed():

@@ -16,8 +16,8 @@ from conftest import LM, start_server
 from serving_savedmodels import warmup_requests, write_char_lm, write_warmup_file
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.client import PredictionClient
-from serving.errors import ServingError
+from rnnserve.serving.client import PredictionClient
+from rnnserve.serving.errors import ServingError
 
 TOKENS = np.array([[3, 4, 5]], np.int32)
 

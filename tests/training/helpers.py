@@ -5,15 +5,15 @@ import socket
 import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT, TINYSHAKESPEARE
+from rnnserve.training.corpus import builtin_corpus
+from tests.conftest import REPO_ROOT
 
 SMALL_FLAGS = ["--units", "32", "--seq-len", "32", "--batch-size", "16", "--sample-length", "20"]
 
 
 def small_corpus(directory, size=60_000):
-    """The first `size` bytes of tinyshakespeare (whole lines)."""
-    with open(TINYSHAKESPEARE, encoding="utf-8") as f:
-        text = f.read(size)
+    """The first `size` characters of the built-in corpus (whole lines), as a file."""
+    text = builtin_corpus()[:size]
     path = os.path.join(directory, "small.txt")
     with open(path, "w", encoding="utf-8") as f:
         f.write(text[: text.rfind("\n") + 1])

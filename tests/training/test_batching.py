@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import build_language_model
-from training.batching import (
+from rnnserve.models import build_language_model
+from rnnserve.training.corpus import CorpusError
+from rnnserve.training.partitioning import (
     partition,
     random_partition,
     sequential_partition,
@@ -18,7 +19,6 @@ from training.batching import (
     training_batches,
     validation_batches,
 )
-from training.corpus import CorpusError
 
 
 def d2l_random(corpus, batch_size, num_steps, offset, permutation):
@@ -162,7 +162,7 @@ def test_gradient_is_cut_between_sequential_batches(rng):
         loss = ce(y2, stateful(x2))
     ours = tape.gradient(loss, stateful.trainable_weights)
 
-    from models.state import run_language_model
+    from rnnserve.models.state import run_language_model
 
     _, state = run_language_model(stateless, x1)
     with tf.GradientTape() as tape:

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import models  # noqa: F401  (registers the layers for load_model)
+import rnnserve.models  # noqa: F401  (registers the layers for load_model)
 from rnnserve.cli import main
+from rnnserve.training.tasks.charlm import unigram_entropy
+from rnnserve.training.vocab import Vocabulary
 from tests.conftest import TINYSHAKESPEARE
 from tests.training.helpers import SMALL_FLAGS, small_corpus
-from training.tasks.charlm import unigram_entropy
-from training.vocab import Vocabulary
 
 
+@pytest.mark.tinyshakespeare
 def test_sixty_seconds_on_tinyshakespeare_beat_the_unigram_entropy(tmp_path):
     """The unigram entropy (computed here from the corpus) is the loss of the
     best context-free model; a minute of LSTM training must be far below it."""
@@ -92,9 +93,20 @@ def test_saved_model_is_the_stateless_twin_of_the_stateful_training_model(sequen
     assert saved(rng.integers(0, 10, size=(3, 7))).shape[:2] == (3, 7)
 
 
-def test_refuses_to_overwrite_an_existing_run(sequential_run, capsys):
+def test_refuses_to_overwrite_an_existing_run(sequential_run, capsys, tmp_path):
     assert (
-        main(["train", "charlm", "--out", str(sequential_run), "--corpus", TINYSHAKESPEARE, "--verbose", "0"])
+        main(
+            [
+                "train",
+                "charlm",
+                "--out",
+                str(sequential_run),
+                "--corpus",
+                small_corpus(tmp_path),
+                "--verbose",
+                "0",
+            ]
+        )
         == 2
     )
     assert "already holds a run; pass --resume" in capsys.readouterr().err

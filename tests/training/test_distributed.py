@@ -6,8 +6,8 @@ import json
 import keras
 import numpy as np
 
-import models  # noqa: F401  (registers the layers for load_model)
-import training.metrics  # noqa: F401  (registers Perplexity, in the compile config)
+import rnnserve.models  # noqa: F401  (registers the layers for load_model)
+import rnnserve.training.metrics  # noqa: F401  (registers Perplexity, in the compile config)
 from rnnserve.cli import main
 from tests.training.helpers import SMALL_FLAGS, cli_env, free_ports, small_corpus, start_rnnserve
 

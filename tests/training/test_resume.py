@@ -7,10 +7,10 @@ import time
 
 import keras
 
-import models  # noqa: F401  (registers the layers for load_model)
-import training.metrics  # noqa: F401  (registers Perplexity, in the compile config)
+import rnnserve.models  # noqa: F401  (registers the layers for load_model)
+import rnnserve.training.metrics  # noqa: F401  (registers Perplexity, in the compile config)
+from rnnserve.training.partitioning import steps_per_epoch
 from tests.training.helpers import SMALL_FLAGS, small_corpus, start_rnnserve
-from training.batching import steps_per_epoch
 
 
 def _wait_for(path, process, timeout=300):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import greedy_decode
 from rnnserve.cli import main
+from rnnserve.models import greedy_decode
 
 
 def train(task, tmp_path, *flags):
@@ -61,8 +61,8 @@ def test_seq2seq_reverses_most_strings_exactly(tmp_path):
     final, run = train("seq2seq", tmp_path, "--epochs", "4")
     assert final["exact_match"] >= 0.60
     assert final["baseline_exact_match"] < 0.05
-    from training.tasks.base import padded
-    from training.tasks.seq2seq import END, START, VOCAB
+    from rnnserve.training.tasks.base import padded
+    from rnnserve.training.tasks.seq2seq import END, START, VOCAB
 
     source = padded([VOCAB.encode("12345678"), VOCAB.encode("9070")], 8)  # (2, 8) int32, 0-padded
     served = serve(tmp_path, source=source)["tokens"]  # (2, 9)
@@ -85,7 +85,7 @@ def test_regress_halves_the_error_of_persistence(tmp_path, rng):
 def test_condgen_beats_the_per_position_mode_by_50_points(tmp_path):
     final, run = train("condgen", tmp_path, "--epochs", "6")
     assert final["token_accuracy"] >= final["baseline_token_accuracy"] + 0.50
-    from training.tasks.condgen import CONDITION_DIM, START, VOCAB
+    from rnnserve.training.tasks.condgen import CONDITION_DIM, START, VOCAB
 
     condition = (
         np.eye(CONDITION_DIM, dtype=np.float32)[[3, 7]] + np.eye(CONDITION_DIM, dtype=np.float32)[[11, 12]]

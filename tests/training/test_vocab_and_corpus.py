@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from rnnserve.training.corpus import CorpusError, builtin_corpus, load_corpus
+from rnnserve.training.vocab import UNK, UNK_ID, WORD_PATTERN, Vocabulary, split_tokens
 from tests.conftest import REPO_ROOT
-from training.corpus import CorpusError, builtin_corpus, load_corpus
-from training.vocab import UNK, UNK_ID, WORD_PATTERN, Vocabulary, split_tokens
 
 
 def test_char_vocabulary_round_trips_known_text_and_maps_the_rest_to_unk():

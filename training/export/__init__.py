@@ -1,4 +1,4 @@
-"""training.export: SavedModels under the serving contract (docs/savedmodel.md).
+"""rnnserve.training.export: SavedModels under the serving contract (docs/savedmodel.md).
 
 | module | one idea |
 |---|---|
@@ -16,7 +16,7 @@
 
 The public functions are re-exported here (each module imported on first use):
 
->>> from training.export import export_run
+>>> from rnnserve.training.export import export_run
 >>> export_run("runs/charlm-1", "exports/charlm")
 'exports/charlm/1'
 """
@@ -30,17 +30,17 @@ import importlib
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 1024
 
 _PUBLIC = {
-    "export_run": "training.export.runs",
-    "export_keras_model": "training.export.runs",
-    "export_language_model": "training.export.runs",
-    "register_task_exporter": "training.export.runs",
-    "model_endpoint": "training.export.runs",
-    "TaskExport": "training.export.runs",
-    "Endpoint": "training.export.writer",
-    "write_savedmodel": "training.export.writer",
-    "read_metadata": "training.export.writer",
-    "existing_versions": "training.export.versions",
-    "as_language_model": "training.export.keras_import",
+    "export_run": "rnnserve.training.export.runs",
+    "export_keras_model": "rnnserve.training.export.runs",
+    "export_language_model": "rnnserve.training.export.runs",
+    "register_task_exporter": "rnnserve.training.export.runs",
+    "model_endpoint": "rnnserve.training.export.runs",
+    "TaskExport": "rnnserve.training.export.runs",
+    "Endpoint": "rnnserve.training.export.writer",
+    "write_savedmodel": "rnnserve.training.export.writer",
+    "read_metadata": "rnnserve.training.export.writer",
+    "existing_versions": "rnnserve.training.export.versions",
+    "as_language_model": "rnnserve.training.export.keras_import",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -48,5 +48,5 @@ __all__ = sorted(_PUBLIC)
 
 def __getattr__(name):
     if name not in _PUBLIC:
-        raise AttributeError(f"module 'training.export' has no attribute {name!r}")
+        raise AttributeError(f"module 'rnnserve.training.export' has no attribute {name!r}")
     return getattr(importlib.import_module(_PUBLIC[name]), name)

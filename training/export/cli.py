@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from rnnserve.errors import UserError
-from training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT
+from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT
 
 _BAR_WIDTH = 24
 
@@ -67,7 +67,7 @@ def run_export(args):
         raise UserError("--keras-model needs --vocab VOCAB.json, the vocabulary its token ids come from.")
     if args.run and args.vocab:
         raise UserError("--vocab goes with --keras-model; a run directory has its own vocab.json.")
-    from training.export.runs import export_keras_model, export_run
+    from rnnserve.training.export.runs import export_keras_model, export_run
 
     options = {
         "version": args.version,
@@ -82,6 +82,6 @@ def run_export(args):
 
 
 def run_inspect(args):
-    from training.export.inspect import describe
+    from rnnserve.training.export.inspect import describe
 
     print(describe(args.path))

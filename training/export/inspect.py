@@ -26,7 +26,7 @@ import json
 import os
 
 from rnnserve.errors import UserError
-from training.export.versions import existing_versions
+from rnnserve.training.export.versions import existing_versions
 
 
 def resolve_version_dir(path):
@@ -84,7 +84,8 @@ def format_signatures(version_dir):
 def describe(path):
     """The full `rnnserve inspect` text for a version directory or export base."""
     version_dir, header = resolve_version_dir(path)
-    from training.export.writer import METADATA_FILE, read_metadata
+    from rnnserve.contract import METADATA_FILE
+    from rnnserve.training.export.writer import read_metadata
 
     if os.path.exists(os.path.join(version_dir, METADATA_FILE)):
         metadata = read_metadata(version_dir)

@@ -34,14 +34,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from models.cells import RecurrentCell
-from models.convert import KERAS_CELLS, load_keras_weights
-from models.recurrent import Recurrent
 from rnnserve.errors import UserError
+from rnnserve.models.cells import RecurrentCell
+from rnnserve.models.convert import KERAS_CELLS, load_keras_weights
+from rnnserve.models.recurrent import Recurrent
 
 SUPPORTED = (
     "Embedding, SimpleRNN/LSTM/GRU with return_sequences=True, keras.layers.RNN over a cell of "
-    "models.cells, models.Recurrent, Dropout, and a linear Dense or TimeDistributed(Dense)"
+    "rnnserve.models.cells, rnnserve.models.Recurrent, Dropout, and a linear Dense or TimeDistributed(Dense)"
 )
 # Keras built-in cell class → ours.
 OUR_CELLS = {keras_cell: ours for ours, keras_cell in KERAS_CELLS.items()}

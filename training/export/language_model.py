@@ -32,8 +32,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.cells import cell_name
-from models.state import (
+from rnnserve import contract
+from rnnserve.models.cells import cell_name
+from rnnserve.models.state import (
     pack_cell_states,
     read_weights,
     recurrent_layers,
@@ -43,8 +44,8 @@ from models.state import (
     state_size,
     unpack_cell_states,
 )
-from training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, sampling
-from training.export.checks import (
+from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, sampling
+from rnnserve.training.export.checks import (
     check_sampling,
     check_state,
     check_token_ids,
@@ -52,9 +53,9 @@ from training.export.checks import (
     guarded,
     require,
 )
-from training.export.text import VocabularyTables
-from training.export.writer import Endpoint
-from training.vocab import UNK_ID
+from rnnserve.training.export.text import VocabularyTables
+from rnnserve.training.export.writer import Endpoint
+from rnnserve.training.vocab import UNK_ID
 
 # Sizes of the warmup requests: a short prompt and a few new tokens.
 _WARMUP_STEPS, _WARMUP_NEW_TOKENS = 4, 2
@@ -62,14 +63,14 @@ _WARMUP_STEPS, _WARMUP_NEW_TOKENS = 4, 2
 
 def _specs(state_width, *names):
     every = {
-        "tokens": tf.TensorSpec((None, None), tf.int32),
-        "state": tf.TensorSpec((None, state_width), tf.float32),
-        "max_new_tokens": tf.TensorSpec((), tf.int32),
-        "temperature": tf.TensorSpec((), tf.float32),
-        "top_k": tf.TensorSpec((), tf.int32),
-        "seed": tf.TensorSpec((), tf.int64),
-        "prompt": tf.TensorSpec((None,), tf.string),
-        "text": tf.TensorSpec((None,), tf.string),
+        contract.TOKENS: tf.TensorSpec((None, None), tf.int32),
+        contract.STATE: tf.TensorSpec((None, state_width), tf.float32),
+        contract.MAX_NEW_TOKENS: tf.TensorSpec((), tf.int32),
+        contract.TEMPERATURE: tf.TensorSpec((), tf.float32),
+        contract.TOP_K: tf.TensorSpec((), tf.int32),
+        contract.SEED: tf.TensorSpec((), tf.int64),
+        contract.PROMPT: tf.TensorSpec((None,), tf.string),
+        contract.TEXT: tf.TensorSpec((None,), tf.string),
     }
     return {name: every[name] for name in names}
 
@@ -124,18 +125,18 @@ class LanguageModelSignatures:
 
         embedding = next(layer for layer in self.model.layers if isinstance(layer, keras.layers.Embedding))
         return {
-            "task": task,
+            contract.TASK: task,
             "cell": common("cell"),
             "layers": sum(entry["layers"] for entry in stack),
             "units": common("units"),
             "bidirectional": False,
             "embedding_dim": int(embedding.output_dim),
-            "vocab_size": self.vocab_size,
-            "vocab_level": self.vocab_level,
-            "unk_id": UNK_ID,
-            "state_size": self.state_size,
-            "state_layout": state_layout(self.model),
-            "max_new_tokens_limit": self.limit,
+            contract.VOCAB_SIZE: self.vocab_size,
+            contract.VOCAB_LEVEL: self.vocab_level,
+            contract.UNK_ID: UNK_ID,
+            contract.STATE_SIZE: self.state_size,
+            contract.STATE_LAYOUT: state_layout(self.model),
+            contract.MAX_NEW_TOKENS_LIMIT: self.limit,
             "recurrent": stack,
         }
 
@@ -239,19 +240,19 @@ class LanguageModelSignatures:
     def serving_default(self, tokens):
         tokens, _ = self._checked_tokens(tokens)
         logits, _ = self._run(tokens)
-        return {"logits": logits}
+        return {contract.LOGITS: logits}
 
     def step(self, tokens, state):
         tokens, state = self._checked_tokens(tokens, state)
         logits, state = self._run(tokens, state)
-        return {"logits": logits, "state": state}
+        return {contract.LOGITS: logits, contract.STATE: state}
 
     def generate(self, tokens, state, max_new_tokens, temperature, top_k, seed):
         tokens, state = self._checked_tokens(tokens, state)
         sampling = self._checked_sampling(max_new_tokens, temperature, top_k, seed)
         logits, state = self._run(tokens, state)  # (B, T, V)
         tokens, state = self._sample(logits[:, -1], state, *sampling)
-        return {"tokens": tokens, "state": state}
+        return {contract.TOKENS: tokens, contract.STATE: state}
 
     def generate_text(self, prompt, max_new_tokens, temperature, top_k, seed):
         tokens, lengths = self.tables.encode(prompt)
@@ -268,15 +269,15 @@ class LanguageModelSignatures:
         sampling = self._checked_sampling(max_new_tokens, temperature, top_k, seed)
         logits, state = self._consume_padded(tokens, lengths)
         generated, _ = self._sample(logits, state, *sampling)
-        return {"text": self.tables.decode(generated)}
+        return {contract.TEXT: self.tables.decode(generated)}
 
     def encode(self, text):
         tokens, lengths = self.tables.encode(text)
-        return {"tokens": tokens, "lengths": lengths}
+        return {contract.TOKENS: tokens, contract.LENGTHS: lengths}
 
     def decode(self, tokens):
         (tokens,) = guarded([tokens], check_token_ids(tokens, self.vocab_size))
-        return {"text": self.tables.decode(tokens)}
+        return {contract.TEXT: self.tables.decode(tokens)}
 
     # -- endpoints ---------------------------------------------------------------
 
@@ -286,36 +287,67 @@ class LanguageModelSignatures:
         tokens = np.stack([prompt, prompt[::-1]])  # (2, T)
         zeros = np.zeros((2, self.state_size), np.float32)
         sampling = {
-            "max_new_tokens": np.int32(min(_WARMUP_NEW_TOKENS, self.limit)),
-            "temperature": np.float32(1.0),
-            "top_k": np.int32(0),
-            "seed": np.int64(0),
+            contract.MAX_NEW_TOKENS: np.int32(min(_WARMUP_NEW_TOKENS, self.limit)),
+            contract.TEMPERATURE: np.float32(1.0),
+            contract.TOP_K: np.int32(0),
+            contract.SEED: np.int64(0),
         }
         width = self.state_size
         return [
             Endpoint(
-                "serving_default", self.serving_default, _specs(width, "tokens"), [{"tokens": tokens[:1]}]
+                contract.SERVING_DEFAULT,
+                self.serving_default,
+                _specs(width, contract.TOKENS),
+                [{contract.TOKENS: tokens[:1]}],
             ),
             Endpoint(
-                "step",
+                contract.STEP,
                 self.step,
-                _specs(width, "tokens", "state"),
-                [{"tokens": tokens[:1], "state": zeros[:1]}, {"tokens": tokens, "state": zeros}],
+                _specs(width, contract.TOKENS, contract.STATE),
+                [
+                    {contract.TOKENS: tokens[:1], contract.STATE: zeros[:1]},
+                    {contract.TOKENS: tokens, contract.STATE: zeros},
+                ],
             ),
             Endpoint(
-                "generate",
+                contract.GENERATE,
                 self.generate,
-                _specs(width, "tokens", "state", "max_new_tokens", "temperature", "top_k", "seed"),
-                [{"tokens": tokens[:1], "state": zeros[:1], **sampling}],
+                _specs(
+                    width,
+                    contract.TOKENS,
+                    contract.STATE,
+                    contract.MAX_NEW_TOKENS,
+                    contract.TEMPERATURE,
+                    contract.TOP_K,
+                    contract.SEED,
+                ),
+                [{contract.TOKENS: tokens[:1], contract.STATE: zeros[:1], **sampling}],
             ),
             Endpoint(
-                "generate_text",
+                contract.GENERATE_TEXT,
                 self.generate_text,
-                _specs(width, "prompt", "max_new_tokens", "temperature", "top_k", "seed"),
-                [{"prompt": np.array([self.tables.tokens[1].encode("utf-8")], dtype=object), **sampling}],
+                _specs(
+                    width,
+                    contract.PROMPT,
+                    contract.MAX_NEW_TOKENS,
+                    contract.TEMPERATURE,
+                    contract.TOP_K,
+                    contract.SEED,
+                ),
+                [
+                    {
+                        contract.PROMPT: np.array([self.tables.tokens[1].encode("utf-8")], dtype=object),
+                        **sampling,
+                    }
+                ],
             ),
             Endpoint(
-                "encode", self.encode, _specs(width, "text"), [{"text": np.array([b"a"], dtype=object)}]
+                contract.ENCODE,
+                self.encode,
+                _specs(width, contract.TEXT),
+                [{contract.TEXT: np.array([b"a"], dtype=object)}],
             ),
-            Endpoint("decode", self.decode, _specs(width, "tokens"), [{"tokens": tokens[:1]}]),
+            Endpoint(
+                contract.DECODE, self.decode, _specs(width, contract.TOKENS), [{contract.TOKENS: tokens[:1]}]
+            ),
         ]

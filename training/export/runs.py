@@ -30,15 +30,15 @@ import tensorflow as tf
 
 from rnnserve import __version__
 from rnnserve.errors import UserError
-from training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
-from training.export.keras_import import as_language_model
-from training.export.language_model import LanguageModelSignatures
-from training.export.writer import Endpoint, write_savedmodel
-from training.files import read_json
-from training.vocab import Vocabulary
+from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
+from rnnserve.training.export.keras_import import as_language_model
+from rnnserve.training.export.language_model import LanguageModelSignatures
+from rnnserve.training.export.writer import Endpoint, write_savedmodel
+from rnnserve.training.files import read_json
+from rnnserve.training.vocab import Vocabulary
 
 LANGUAGE_MODEL_BUILDER = "language_model"
-TASK_MODULES = "training.tasks"  # imported before a task exporter is looked up
+TASK_MODULES = "rnnserve.training.tasks"  # imported before a task exporter is looked up
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _task_exporter(task):
 def _load_model(path):
     import keras
 
-    import models  # noqa: F401  (registers the cells and Recurrent for deserialization)
+    import rnnserve.models  # noqa: F401  (registers the cells and Recurrent for deserialization)
 
     if not os.path.exists(path):
         raise UserError(f"{path} does not exist; pass a Keras model file (a run directory has model.keras).")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from training.vocab import UNK_ID
+from rnnserve.training.vocab import UNK_ID
 
 GREEDY, SAMPLE, SAMPLE_TOP_K = 0, 1, 2
 

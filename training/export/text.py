@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from training.vocab import UNK_ID, WORD_PATTERN
+from rnnserve.training.vocab import UNK_ID, WORD_PATTERN
 
 _CUT = b"\xff"  # not a byte of any UTF-8 text
 

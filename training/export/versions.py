@@ -29,7 +29,7 @@ import tempfile
 import time
 
 from rnnserve.errors import UserError
-from training.files import fsync_directory
+from rnnserve.training.files import fsync_directory
 
 TEMP_PREFIX = ".tmp-export-"
 # A temporary directory this old whose lock nobody holds was abandoned (the

@@ -23,8 +23,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-
 
 def predict_log(signature_name, inputs):
     """One `PredictionLog` holding a `PredictRequest` for `signature_name`.

@@ -32,11 +32,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.export import versions
-from training.export.verify import verify_savedmodel
-from training.export.warmup import WARMUP_FILE, predict_log, write_warmup_file
+from rnnserve.contract import METADATA_FILE, WARMUP_FILE
+from rnnserve.training.export import versions
+from rnnserve.training.export.verify import verify_savedmodel
+from rnnserve.training.export.warmup import predict_log, write_warmup_file
 
-METADATA_FILE = os.path.join("assets.extra", "rnnserve.json")
 METADATA_FORMAT = 1
 STAGES = ("trace signatures", "write SavedModel", "load and replay warmup", "publish version")
 # Sizes given to unknown dimensions of the default warmup example.

@@ -10,11 +10,11 @@
 | condgen  | 1→N        | (start, step) → progression | token accuracy vs per-position mode |
 """
 
-from training.tasks.charlm import CharLM
-from training.tasks.classify import Classify
-from training.tasks.condgen import CondGen
-from training.tasks.hello import Hello
-from training.tasks.regress import Regress
-from training.tasks.seq2seq import Seq2Seq
+from rnnserve.training.tasks.charlm import CharLM
+from rnnserve.training.tasks.classify import Classify
+from rnnserve.training.tasks.condgen import CondGen
+from rnnserve.training.tasks.hello import Hello
+from rnnserve.training.tasks.regress import Regress
+from rnnserve.training.tasks.seq2seq import Seq2Seq
 
 TASKS = {task.name: task for task in (CharLM(), Hello(), Classify(), Seq2Seq(), Regress(), CondGen())}

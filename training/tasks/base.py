@@ -18,10 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models import BUILDERS
 from rnnserve.errors import UserError
-from training.batching import epoch_rng
-from training.vocab import Vocabulary
+from rnnserve.models import BUILDERS
+from rnnserve.training.partitioning import epoch_rng
+from rnnserve.training.vocab import Vocabulary
 
 
 @dataclass
@@ -225,8 +225,8 @@ def greedy_decoding_export(model, input_name, input_spec, start_id, length, end_
         A `TaskExport` whose `serving_default` maps `input_name` → `tokens`
         (B, length) int32.
     """
-    from models import greedy_decode
-    from training.export import Endpoint, TaskExport
+    from rnnserve.models import greedy_decode
+    from rnnserve.training.export import Endpoint, TaskExport
 
     def serve(**inputs):
         tokens = tf.cast(greedy_decode(model, inputs[input_name], start_id, length), tf.int32)  # (B, N)

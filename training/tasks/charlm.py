@@ -6,7 +6,7 @@ corpus is `--corpus PATH` or the built-in one (training/corpus.py); the last
 `--val-fraction` of it is validation. `--batching random` trains on
 independent windows from a zero state; `--batching sequential` trains a
 stateful model whose state flows from batch to batch within an epoch
-(training/batching.py). Every epoch ends with a text sample.
+(training/partitioning.py). Every epoch ends with a text sample.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import math
 import keras
 import numpy as np
 
-from models import build_language_model
 from rnnserve.errors import UserError
-from training.arguments import fraction, non_negative_float, positive_int, rate
-from training.batching import SCHEMES, split_stream, training_batches, validation_batches
-from training.corpus import load_corpus
-from training.metrics import Perplexity
-from training.tasks.base import Task, TaskData, copy_trainable_weights, optimizer
-from training.vocab import LEVELS, Vocabulary
+from rnnserve.models import build_language_model
+from rnnserve.training.arguments import fraction, non_negative_float, positive_int, rate
+from rnnserve.training.corpus import load_corpus
+from rnnserve.training.metrics import Perplexity
+from rnnserve.training.partitioning import SCHEMES, split_stream, training_batches, validation_batches
+from rnnserve.training.tasks.base import Task, TaskData, copy_trainable_weights, optimizer
+from rnnserve.training.vocab import LEVELS, Vocabulary
 
 DEFAULT_PROMPT = "The "
 
@@ -115,8 +115,8 @@ class CharLM(Task):
         )
 
     def callbacks(self, args, data, run):
-        from training.callbacks import ResetStates
-        from training.sampling import SampleText
+        from rnnserve.training.callbacks import ResetStates
+        from rnnserve.training.epoch_samples import SampleText
 
         extra = [SampleText(self, args, data)]
         if args.batching == "sequential":

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.tasks.base import Task, examples_data, padded
-from training.vocab import Vocabulary
+from rnnserve.training.tasks.base import Task, examples_data, padded
+from rnnserve.training.vocab import Vocabulary
 
 SYMBOLS = "abc"
 MIN_LENGTH, MAX_LENGTH = 5, 15

@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from models import greedy_decode
-from training.export import register_task_exporter
-from training.tasks.base import Task, examples_data, greedy_decoding_export
-from training.vocab import Vocabulary
+from rnnserve.models import greedy_decode
+from rnnserve.training.export import register_task_exporter
+from rnnserve.training.tasks.base import Task, examples_data, greedy_decoding_export
+from rnnserve.training.vocab import Vocabulary
 
 DIGITS = "0123456789"
 START = "^"

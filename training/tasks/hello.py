@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.tasks.base import Task, TaskData
-from training.vocab import Vocabulary
+from rnnserve.training.tasks.base import Task, TaskData
+from rnnserve.training.vocab import Vocabulary
 
 SOURCE, TARGET = "hello", "ohlol"
 STEPS_PER_EPOCH = 20

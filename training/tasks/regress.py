@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.tasks.base import Task, examples_data, optimizer
+from rnnserve.training.tasks.base import Task, examples_data, optimizer
 
 LENGTH = 60
 NUM_SERIES = 3000

@@ -13,10 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models import greedy_decode
-from training.export import register_task_exporter
-from training.tasks.base import Task, examples_data, greedy_decoding_export, optimizer, padded
-from training.vocab import UNK_ID, Vocabulary
+from rnnserve.models import greedy_decode
+from rnnserve.training.export import register_task_exporter
+from rnnserve.training.tasks.base import Task, examples_data, greedy_decoding_export, optimizer, padded
+from rnnserve.training.vocab import UNK_ID, Vocabulary
 
 DIGITS = "0123456789"
 START, END = "^", "$"

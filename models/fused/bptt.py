@@ -220,11 +220,11 @@ def previous(sequence, first):
     return tf.concat([first[None], sequence[:-1]], axis=0)
 
 
-def with_bptt(kernel, x, states, weights):
-    """Runs `kernel` over `x` with its hand-written backward as the gradient.
+def with_bptt(fused, x, states, weights):
+    """Runs `fused` over `x` with its hand-written backward as the gradient.
 
     Args:
-        kernel: A family kernel with `forward(x, states, weights, keep)`
+        fused: A fused sequence implementation with `forward(x, states, weights, keep)`
             returning `(outputs, saved)` and `backward(x, states, weights,
             outputs, saved, upstream)` returning the gradients of
             `(x, *states, *weights)`.
@@ -240,11 +240,11 @@ def with_bptt(kernel, x, states, weights):
     @tf.custom_gradient
     def sequence(x, *tensors):
         states, weights = list(tensors[:num_states]), list(tensors[num_states:])
-        outputs, saved = kernel.forward(x, states, weights, keep=True)
+        outputs, saved = fused.forward(x, states, weights, keep=True)
 
         def grad(*upstream):
             upstream = [tf.zeros_like(o) if g is None else g for g, o in zip(upstream, outputs, strict=True)]
-            return kernel.backward(x, states, weights, outputs, saved, upstream)
+            return fused.backward(x, states, weights, outputs, saved, upstream)
 
         return tuple(outputs), grad
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from training.corpus import CorpusError
+from rnnserve.training.corpus import CorpusError
 
 SCHEMES = ("random", "sequential")
 

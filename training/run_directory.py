@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 
 from rnnserve.errors import UserError
-from training.files import atomic_write_json, fsync_directory, read_json
+from rnnserve.training.files import atomic_write_json, fsync_directory, read_json
 
 CHECKPOINT_RE = re.compile(r"^epoch-(\d{4,})\.keras$")
 KEEP_CHECKPOINTS = 2

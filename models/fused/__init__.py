@@ -1,25 +1,25 @@
-"""Sequence-level recurrent kernels with hand-written BPTT: "the fused path".
+"""Fused sequence implementations with hand-written BPTT: "the fused path".
 
 A `keras.layers.RNN(cell)` runs one cell call per time step and lets autodiff
 differentiate the while loop, which costs a small weight-gradient matmul per
-step. A kernel here runs a whole layer-direction at once: the input
+step. A fused implementation here runs a whole layer-direction at once: the input
 projection X·U is one GEMM for all T steps, the time loop holds only h·W and
 the gate arithmetic, and a `tf.custom_gradient` implements backpropagation
 through time explicitly, with the weight gradients Σ_t as whole-sequence
 GEMMs after the backward loop (equations in `bptt.py` and each family's
 module). The weights stay where they are, owned by the cells, in Keras
-layout; a kernel only reads them.
+layout; a fused implementation only reads them.
 
-| cell               | kernel                              |
+| cell               | fused implementation                |
 |--------------------|-------------------------------------|
-| `SimpleRNNCell`    | `simple_rnn.SimpleRNNKernel`        |
-| `LSTMCell`         | `lstm.LSTMKernel("lstm")`           |
-| `PeepholeLSTMCell` | `lstm.LSTMKernel("peephole")`       |
-| `CoupledLSTMCell`  | `lstm.LSTMKernel("coupled")`        |
-| `GRUCell`          | `gru.GRUKernel(reset_after)`        |
+| `SimpleRNNCell`    | `simple_rnn.FusedSimpleRNN`        |
+| `LSTMCell`         | `lstm.FusedLSTM("lstm")`           |
+| `PeepholeLSTMCell` | `lstm.FusedLSTM("peephole")`       |
+| `CoupledLSTMCell`  | `lstm.FusedLSTM("coupled")`        |
+| `GRUCell`          | `gru.FusedGRU(reset_after)`        |
 
 Eligibility. `Recurrent(implementation="auto")` runs a layer-direction
-through its kernel exactly when
+through its fused implementation exactly when
 
 1. its cell's class is one of the five above (not a subclass: a subclass may
    change `call`);
@@ -50,22 +50,22 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.cells import CoupledLSTMCell, GRUCell, LSTMCell, PeepholeLSTMCell, SimpleRNNCell
-from models.cells.peephole_lstm import PEEPHOLE_WEIGHTS
-from models.kernels import activations, bptt
-from models.kernels.gru import GRUKernel
-from models.kernels.lstm import LSTMKernel
-from models.kernels.simple_rnn import SimpleRNNKernel
+from rnnserve.models.cells import CoupledLSTMCell, GRUCell, LSTMCell, PeepholeLSTMCell, SimpleRNNCell
+from rnnserve.models.cells.peephole_lstm import PEEPHOLE_WEIGHTS
+from rnnserve.models.fused import activations, bptt
+from rnnserve.models.fused.gru import FusedGRU
+from rnnserve.models.fused.lstm import FusedLSTM
+from rnnserve.models.fused.simple_rnn import FusedSimpleRNN
 
 IMPLEMENTATIONS = ("auto", "fused", "cell")
 
-# Cell class → kernel factory taking the cell.
-KERNELS = {
-    SimpleRNNCell: lambda cell: SimpleRNNKernel(cell.activation),
-    LSTMCell: lambda cell: LSTMKernel("lstm", cell.activation, cell.recurrent_activation),
-    PeepholeLSTMCell: lambda cell: LSTMKernel("peephole", cell.activation, cell.recurrent_activation),
-    CoupledLSTMCell: lambda cell: LSTMKernel("coupled", cell.activation, cell.recurrent_activation),
-    GRUCell: lambda cell: GRUKernel(cell.reset_after, cell.activation, cell.recurrent_activation),
+# Cell class → its fused sequence implementation, built from the cell.
+FUSED = {
+    SimpleRNNCell: lambda cell: FusedSimpleRNN(cell.activation),
+    LSTMCell: lambda cell: FusedLSTM("lstm", cell.activation, cell.recurrent_activation),
+    PeepholeLSTMCell: lambda cell: FusedLSTM("peephole", cell.activation, cell.recurrent_activation),
+    CoupledLSTMCell: lambda cell: FusedLSTM("coupled", cell.activation, cell.recurrent_activation),
+    GRUCell: lambda cell: FusedGRU(cell.reset_after, cell.activation, cell.recurrent_activation),
 }
 
 
@@ -77,7 +77,7 @@ def static_ineligibility(cell):
     >>> static_ineligibility(LSTMCell(4, recurrent_activation="hard_sigmoid"))
     "its recurrent_activation 'hard_sigmoid' is not one of tanh, sigmoid, relu, linear"
     """
-    if type(cell) not in KERNELS:
+    if type(cell) not in FUSED:
         return f"{type(cell).__name__} has no fused kernel"
     for name in ("activation", "recurrent_activation"):
         function = getattr(cell, name, None)
@@ -149,12 +149,12 @@ def run_fused(cell, inputs, initial_state=None, reverse=False, training=None):
         states = [zeros] * len(cell.state_size)
     else:
         states = [tf.cast(s, dtype) for s in initial_state]
-    kernel = KERNELS[type(cell)](cell)
+    fused = FUSED[type(cell)](cell)
     weights = _weights(cell, dtype)
     if isinstance(training, bool) and not training:
-        outputs, _ = kernel.forward(x, states, weights, keep=False)
+        outputs, _ = fused.forward(x, states, weights, keep=False)
     else:
-        outputs = bptt.with_bptt(kernel, x, states, weights)
+        outputs = bptt.with_bptt(fused, x, states, weights)
     y, *final = outputs  # (T, B, H)
     if reverse:
         y = tf.reverse(y, axis=[0])
@@ -167,7 +167,7 @@ def run_fused(cell, inputs, initial_state=None, reverse=False, training=None):
 
 __all__ = [
     "IMPLEMENTATIONS",
-    "KERNELS",
+    "FUSED",
     "call_ineligibility",
     "run_fused",
     "static_ineligibility",

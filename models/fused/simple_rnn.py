@@ -11,15 +11,15 @@ for large H the recurrent matmul is split in column halves instead.
 
 from __future__ import annotations
 
-from models.kernels import bptt
-from models.kernels.activations import forward_and_derivative
+from rnnserve.models.fused import bptt
+from rnnserve.models.fused.activations import forward_and_derivative
 
 # Split the recurrent matmul in two from this H on (below, the concat that
 # joins the halves costs more than the second core saves).
 SPLIT_FROM_UNITS = 512
 
 
-class SimpleRNNKernel:
+class FusedSimpleRNN:
     """Forward and backward of an Elman layer over `(T, B, F)` inputs.
 
     Args:
@@ -30,9 +30,9 @@ class SimpleRNNKernel:
 
     Example:
 
-    >>> kernel = SimpleRNNKernel(keras.activations.tanh)
+    >>> rnn = FusedSimpleRNN(keras.activations.tanh)
     >>> w = [tf.zeros((3, 2)), tf.zeros((2, 2)), tf.zeros((2,))]
-    >>> (y, h), _ = kernel.forward(tf.zeros((5, 4, 3)), [tf.zeros((4, 2))], w, keep=False)
+    >>> (y, h), _ = rnn.forward(tf.zeros((5, 4, 3)), [tf.zeros((4, 2))], w, keep=False)
     >>> y.shape
     TensorShape([5, 4, 2])
     """

@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.state import state_size
-from training.export.language_model import LanguageModelSignatures
-from training.tasks.base import copy_trainable_weights
+from rnnserve.models.state import state_size
+from rnnserve.training.export.language_model import LanguageModelSignatures
+from rnnserve.training.tasks.base import copy_trainable_weights
 
 
 class Sampler:

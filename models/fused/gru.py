@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.kernels import bptt
-from models.kernels.activations import forward_and_derivative
+from rnnserve.models.fused import bptt
+from rnnserve.models.fused.activations import forward_and_derivative
 
 
-class GRUKernel:
+class FusedGRU:
     """Forward and backward of a GRU layer over `(T, B, F)` inputs.
 
     Args:
@@ -52,9 +52,9 @@ class GRUKernel:
 
     Example:
 
-    >>> kernel = GRUKernel(True, keras.activations.tanh, keras.activations.sigmoid)
+    >>> gru = FusedGRU(True, keras.activations.tanh, keras.activations.sigmoid)
     >>> w = [tf.zeros((3, 6)), tf.zeros((2, 6)), tf.zeros((2, 6))]
-    >>> (y, h), _ = kernel.forward(tf.zeros((5, 4, 3)), [tf.zeros((4, 2))], w, keep=False)
+    >>> (y, h), _ = gru.forward(tf.zeros((5, 4, 3)), [tf.zeros((4, 2))], w, keep=False)
     >>> y.shape
     TensorShape([5, 4, 2])
     """

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.kernels import bptt
-from models.kernels.activations import forward_and_derivative
+from rnnserve.models.fused import bptt
+from rnnserve.models.fused.activations import forward_and_derivative
 
 VARIANTS = ("lstm", "peephole", "coupled")
 
 
-class LSTMKernel:
+class FusedLSTM:
     """Forward and backward of an LSTM-family layer over `(T, B, F)` inputs.
 
     Args:
@@ -49,9 +49,9 @@ class LSTMKernel:
 
     Example:
 
-    >>> kernel = LSTMKernel("lstm", keras.activations.tanh, keras.activations.sigmoid)
+    >>> lstm = FusedLSTM("lstm", keras.activations.tanh, keras.activations.sigmoid)
     >>> x, w = tf.zeros((5, 2, 3)), [tf.zeros((3, 8)), tf.zeros((2, 8)), tf.zeros((8,))]
-    >>> (y, h, c), _ = kernel.forward(x, [tf.zeros((2, 2))] * 2, w, keep=False)
+    >>> (y, h, c), _ = lstm.forward(x, [tf.zeros((2, 2))] * 2, w, keep=False)
     >>> y.shape
     TensorShape([5, 2, 2])
     """
