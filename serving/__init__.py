@@ -1,19 +1,22 @@
 """serving: a TensorFlow-Serving-compatible server, its clients and CLI.
 
 Like TF Serving this package knows only SavedModels on disk; it imports
-nothing from `models/` or `training/`. One concept per module:
+nothing from `models/` or `training/`. One concept per module; a request
+goes front end -> `server_core` -> `servable_inference` -> `servable`:
 
 | module                 | what it holds |
 |------------------------|---------------|
 | `server`               | `ModelServer`: gRPC + REST assembled, graceful SIGTERM |
 | `config`, `config_protos` | flags and TF Serving's text-proto config files |
 | `manager`              | version polling, policies, labels, load / warmup / unload |
+| `server_core`          | `ServerCore`: a request's ModelSpec -> a leased version, metrics, metadata, status |
+| `servable_inference`   | the four inference APIs (Predict, Classify, Regress, MultiInference) run on one servable |
+| `classify_regress`     | Classify / Regress signatures, their tf.Example input and result protos |
 | `servable`, `warmup`   | one loaded SavedModel version; replaying its warmup file |
-| `inference`, `service` | Predict / Classify / Regress / MultiInference, metadata, status |
 | `batching`             | merging concurrent Predict calls |
 | `grpc_api`, `rest_api` | the two front ends |
 | `rest_server`          | the REST API's HTTP server: workers, keep-alive, deadlines, graceful close |
-| `errors`               | TF Serving's status codes, messages and HTTP map |
+| `errors`               | TF Serving's status codes, messages and HTTP map; TensorFlow errors as ServingErrors |
 | `tensors`, `json_tensors`, `json_examples` | numpy <-> TensorProto / REST JSON |
 | `metrics`              | Prometheus metrics with TF Serving's names |
 | `client`, `rest_client`, `session` | client library (numpy + grpc + protos) |

@@ -171,3 +171,18 @@ class ServingError(Exception):
     @classmethod
     def tensor_parsing(cls, alias: str) -> ServingError:
         return cls("INVALID_ARGUMENT", f"tensor parsing error: {alias}")
+
+
+def tf_error(error) -> ServingError:
+    """A TensorFlow runtime error (`tf.errors.OpError`) as a ServingError with the same code.
+
+    Only the first line that says something is kept: the Python
+    session's "Graph execution error:" header and the node provenance
+    (`[[{{node ...}}]]`) say nothing to a client.
+    """
+    code = CODES[error.error_code] if 0 < error.error_code < len(CODES) else "UNKNOWN"
+    lines = [line.strip() for line in (error.message or "").split("\n")]
+    useful = [
+        line for line in lines if line and line != "Graph execution error:" and not line.startswith("[[")
+    ]
+    return ServingError(code, truncate(useful[0] if useful else type(error).__name__))

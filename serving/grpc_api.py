@@ -1,6 +1,6 @@
 """The gRPC front end: `tensorflow.serving.PredictionService`, `ModelService`, health.
 
-The servicers unpack requests, call `PredictionCore` and turn every
+The servicers unpack requests, call `ServerCore` and turn every
 `ServingError` into the call's status code and message, as TF Serving's
 `prediction_service_impl.cc` / `model_service_impl.cc` do. A client
 deadline becomes the TensorFlow run timeout. `grpc.health.v1.Health`
@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
 
 from rnnserve.serving import tensors
 from rnnserve.serving.errors import ServingError, truncate
-from rnnserve.serving.inference import fill_model_spec
+from rnnserve.serving.servable_inference import fill_model_spec
 
 log = logging.getLogger("rnnserve.serving")
 
@@ -60,7 +60,7 @@ def _guarded(method):
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService over a PredictionCore."""
+    """tensorflow.serving.PredictionService over a ServerCore."""
 
     def __init__(self, core):
         self.core = core
@@ -99,7 +99,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """tensorflow.serving.ModelService over a PredictionCore."""
+    """tensorflow.serving.ModelService over a ServerCore."""
 
     def __init__(self, core):
         self.core = core

@@ -41,8 +41,8 @@ import time
 from tensorflow_serving.config import model_server_config_pb2
 
 from rnnserve.serving.config import read_model_config_file, validate_model_server_config
-from rnnserve.serving.errors import ServingError, truncate
-from rnnserve.serving.servable import Servable, tf_error
+from rnnserve.serving.errors import ServingError, tf_error, truncate
+from rnnserve.serving.servable import Servable
 from rnnserve.serving.warmup import run_warmup
 
 log = logging.getLogger("rnnserve.serving")

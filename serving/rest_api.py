@@ -69,7 +69,7 @@ def _status_json(message) -> str:
 
 
 class RestApi:
-    """Turns (method, path, body) into (HTTP status, JSON text) over a PredictionCore."""
+    """Turns (method, path, body) into (HTTP status, JSON text) over a ServerCore."""
 
     def __init__(self, core, timeout_ms: int):
         self.core = core

@@ -29,7 +29,7 @@ from rnnserve.serving.grpc_api import MODEL_SERVICE, PREDICTION_SERVICE, build_g
 from rnnserve.serving.manager import ModelManager
 from rnnserve.serving.metrics import Metrics
 from rnnserve.serving.rest_api import build_rest_server
-from rnnserve.serving.service import PredictionCore
+from rnnserve.serving.server_core import ServerCore
 
 log = logging.getLogger("rnnserve.serving")
 
@@ -45,7 +45,7 @@ class ModelServer:
     Attributes (after `start()`):
         grpc_port: the bound gRPC port.
         rest_port: the bound REST port, or None when REST is off.
-        core: the `PredictionCore` both APIs use.
+        core: the `ServerCore` both APIs use.
     """
 
     def __init__(self, options):
@@ -53,7 +53,7 @@ class ModelServer:
         self.metrics = Metrics()
         self.manager = ModelManager(options, self.metrics)
         self.batcher = Batcher(options.batching, self.metrics) if options.batching is not None else None
-        self.core = PredictionCore(
+        self.core = ServerCore(
             self.manager, self.metrics, self.batcher, max_tensor_bytes=options.max_request_bytes
         )
         self.grpc_port: int | None = None

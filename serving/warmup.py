@@ -20,9 +20,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from rnnserve.contract import WARMUP_FILE
-from rnnserve.serving import inference
-from rnnserve.serving.errors import ServingError
-from rnnserve.serving.servable import Servable, tf_error
+from rnnserve.serving import servable_inference
+from rnnserve.serving.errors import ServingError, tf_error
+from rnnserve.serving.servable import Servable
 
 MAX_RECORDS = 1000  # WarmupConsts::kMaxNumRecords
 
@@ -45,13 +45,15 @@ def replay(servable: Servable, log: prediction_log_pb2.PredictionLog) -> None:
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
         request = log.predict_log.request
-        inference.predict(servable, request.model_spec.signature_name, request.inputs, request.output_filter)
+        servable_inference.predict(
+            servable, request.model_spec.signature_name, request.inputs, request.output_filter
+        )
     elif kind == "classify_log":
-        inference.classify(servable, log.classify_log.request)
+        servable_inference.classify(servable, log.classify_log.request)
     elif kind == "regress_log":
-        inference.regress(servable, log.regress_log.request)
+        servable_inference.regress(servable, log.regress_log.request)
     elif kind == "multi_inference_log":
-        inference.multi_inference(servable, log.multi_inference_log.request)
+        servable_inference.multi_inference(servable, log.multi_inference_log.request)
     else:
         raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {kind}")
 

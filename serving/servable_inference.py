@@ -2,7 +2,7 @@
 
 These functions take an already-resolved `Servable` and a request proto,
 and return numpy outputs or result protos. The gRPC and REST front ends
-(through `serving.service`) and the warmup replay all go through them, so a
+(through `serving.server_core`) and the warmup replay all go through them, so a
 request behaves the same whichever way it arrives.
 
 Example:
@@ -19,16 +19,16 @@ from __future__ import annotations
 
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
-from rnnserve.serving.errors import ServingError
-from rnnserve.serving.servable import (
-    CLASSIFY_METHOD,
-    DEFAULT_SIGNATURE,
-    REGRESS_METHOD,
-    Servable,
+from rnnserve.serving.classify_regress import (
     classification_result,
+    classify_signature,
+    regress_signature,
     regression_result,
+    run_examples,
     serialized_examples,
 )
+from rnnserve.serving.errors import ServingError
+from rnnserve.serving.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, Servable
 
 
 def fill_model_spec(spec, servable: Servable, signature_name: str | None) -> None:
@@ -68,9 +68,9 @@ def predict(
 def _run_examples(servable: Servable, request, plan, build_result, response, timeout_ms: int):
     """Shared by Classify and Regress: check the signature, run the examples, fill the response."""
     signature_name = request.model_spec.signature_name
-    _, aliases = plan(signature_name)
+    _, aliases = plan(servable, signature_name)
     examples = serialized_examples(request.input)
-    outputs = servable.run_examples(signature_name, examples, aliases, timeout_ms)
+    outputs = run_examples(servable, signature_name, examples, aliases, timeout_ms)
     fill_model_spec(response.model_spec, servable, signature_name)
     response.result.CopyFrom(build_result(outputs, len(examples)))
     return response
@@ -81,7 +81,7 @@ def classify(servable: Servable, request, timeout_ms: int = 0) -> classification
     return _run_examples(
         servable,
         request,
-        servable.classify_outputs,
+        classify_signature,
         classification_result,
         classification_pb2.ClassificationResponse(),
         timeout_ms,
@@ -93,7 +93,7 @@ def regress(servable: Servable, request, timeout_ms: int = 0) -> regression_pb2.
     return _run_examples(
         servable,
         request,
-        servable.regress_outputs,
+        regress_signature,
         regression_result,
         regression_pb2.RegressionResponse(),
         timeout_ms,
@@ -127,9 +127,9 @@ def multi_inference(servable: Servable, request, timeout_ms: int = 0) -> inferen
                 "INVALID_ARGUMENT", f"Requested signature not found in model graph: {signature_name}"
             )
         if task.method_name == CLASSIFY_METHOD:
-            signature, aliases = servable.classify_outputs(signature_name)
+            signature, aliases = classify_signature(servable, signature_name)
         elif task.method_name == REGRESS_METHOD:
-            signature, aliases = servable.regress_outputs(signature_name)
+            signature, aliases = regress_signature(servable, signature_name)
         else:
             raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
         tensor_name = signature.inputs["inputs"].name
@@ -142,7 +142,7 @@ def multi_inference(servable: Servable, request, timeout_ms: int = 0) -> inferen
     examples = serialized_examples(request.input)
     response = inference_pb2.MultiInferenceResponse()
     for task, signature_name, aliases in plan:
-        outputs = servable.run_examples(signature_name, examples, aliases, timeout_ms)
+        outputs = run_examples(servable, signature_name, examples, aliases, timeout_ms)
         result = response.results.add()
         fill_model_spec(result.model_spec, servable, signature_name)
         if task.method_name == CLASSIFY_METHOD:

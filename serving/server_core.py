@@ -1,7 +1,9 @@
-"""The server's request handling, shared by the gRPC and REST front ends.
+"""`ServerCore`: the middle layer of request handling, shared by the gRPC and REST front ends.
 
-`PredictionCore` resolves a ModelSpec to a loaded version (through the
-`ModelManager`), runs the request (through `serving.inference`, batched
+Requests go front end (`grpc_api` / `rest_api`) -> `ServerCore` ->
+`servable_inference` -> `Servable`. `ServerCore` (TF Serving's name for
+this layer) resolves a ModelSpec to a loaded version (through the
+`ModelManager`), runs the request (through `serving.servable_inference`, batched
 when `--enable_batching`), records TF Serving's request metrics, and
 answers GetModelMetadata, GetModelStatus and HandleReloadConfigRequest with
 the response protos TF Serving sends. Errors are `ServingError`s; each
@@ -9,7 +11,7 @@ front end turns them into its own status.
 
 Example:
 
->>> core = PredictionCore(manager, metrics)
+>>> core = ServerCore(manager, metrics)
 >>> response = core.status(get_model_status_pb2.GetModelStatusRequest(model_spec=spec))
 >>> response.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
 True
@@ -27,13 +29,13 @@ from tensorflow_serving.apis import (
     model_pb2,
 )
 
-from rnnserve.serving import inference
+from rnnserve.serving import servable_inference
 from rnnserve.serving.errors import CODE_NUMBERS, ServingError
 
 SIGNATURE_DEF = "signature_def"
 
 
-class PredictionCore:
+class ServerCore:
     """Request handling over a ModelManager.
 
     Args:
@@ -85,7 +87,7 @@ class PredictionCore:
             if callable(inputs):
                 inputs = inputs(servable)
             started = time.monotonic()
-            outputs = inference.predict(
+            outputs = servable_inference.predict(
                 servable,
                 model_spec.signature_name,
                 inputs,
@@ -103,19 +105,19 @@ class PredictionCore:
         """A ClassificationResponse for a ClassificationRequest."""
         spec = request.model_spec if request.HasField("model_spec") else None
         with self._call(spec, "Classify", entrypoint) as servable:
-            return inference.classify(servable, request, timeout_ms)
+            return servable_inference.classify(servable, request, timeout_ms)
 
     def regress(self, request, *, entrypoint: str, timeout_ms: int = 0):
         """A RegressionResponse for a RegressionRequest."""
         spec = request.model_spec if request.HasField("model_spec") else None
         with self._call(spec, "Regress", entrypoint) as servable:
-            return inference.regress(servable, request, timeout_ms)
+            return servable_inference.regress(servable, request, timeout_ms)
 
     def multi_inference(self, request, *, entrypoint: str, timeout_ms: int = 0):
         """A MultiInferenceResponse; the model is the first task's (TF Serving's rule)."""
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
         with self._call(spec, "MultiInference", entrypoint) as servable:
-            return inference.multi_inference(servable, request, timeout_ms)
+            return servable_inference.multi_inference(servable, request, timeout_ms)
 
     def metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """GetModelMetadata: the version's whole SignatureDefMap, packed in an Any."""
@@ -130,7 +132,7 @@ class PredictionCore:
                 raise ServingError("INVALID_ARGUMENT", f"Metadata field {field} is not supported")
         with self.manager.lease(request.model_spec) as servable:
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            inference.fill_model_spec(response.model_spec, servable, None)
+            servable_inference.fill_model_spec(response.model_spec, servable, None)
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             for name, signature in servable.signatures.items():
                 signature_map.signature_def[name].CopyFrom(signature)
