@@ -16,9 +16,11 @@
 
 The public functions are re-exported here (each module imported on first use):
 
->>> from rnnserve.training.export import export_run
->>> export_run("runs/charlm-1", "exports/charlm")
-'exports/charlm/1'
+```python
+from rnnserve.training.export import export_run
+export_run("runs/charlm-1", "exports/charlm")
+# 'exports/charlm/1'
+```
 """
 
 from __future__ import annotations
