@@ -18,8 +18,9 @@ every product that does not feed the recurrence is one large GEMM outside
 them. Everything here is standard TF ops (`tf.while_loop`, `TensorArray`,
 `MatMul`), so graphs that use it save, export and load anywhere TF does.
 
-How the loops are made fast on a few CPU cores (each rule was measured
-A/B; BENCHMARKS.md, "What limits it", has the numbers):
+How the loops are made fast on a few CPU cores (each rule measured A/B;
+BENCHMARKS.md, "Training and inference throughput", says what limits the
+loops and what the rules gain):
 
 - Gate groups. In forward, the G gate blocks of U, W and b are cut into
   groups of columns (LSTM: [i, f] and [c, o]) with one matmul each. The
