@@ -127,7 +127,7 @@ def _load_model(path):
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except (OSError, ValueError) as error:
-        raise UserError(f"{path} is not a Keras model file this project can load ({error}).") from error
+        raise UserError(f"{path} is not a Keras model file rnnserve can load ({error}).") from error
 
 
 def _provenance(**source):
@@ -164,7 +164,7 @@ def export_language_model(
     """Exports a Keras language model under the language-model contract.
 
     Args:
-        model: A chain language model of this project, or a Keras model of
+        model: A chain language model of rnnserve, or a Keras model of
             the layers `keras_import.as_language_model` converts.
         vocabulary: Its `Vocabulary` (V must equal the model's).
         export_base: The base directory.
