@@ -3,7 +3,7 @@ next to it, and a generated block of `BENCHMARKS.md`.
 
 Each benchmark owns one block between `<!-- NAME:begin -->` and
 `<!-- NAME:end -->` markers; re-running a benchmark rewrites its block and
-leaves every other line of the file (the hand-written analysis) alone.
+leaves every other line of the file (the hand-written notes) alone.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 Our fused kernel, our cell path, Keras' built-in layer and PyTorch's
 (contenders in `contenders.py`).
 
-    rnnserve bench throughput            # the full grid, ~10 minutes
+    rnnserve bench throughput            # the full grid, ~4 minutes on 2 cores
     rnnserve bench throughput --quick    # the main configuration, < 1 minute
 
-The grid is the issue's main configuration (E=64, H=256, B=32, T=64,
+The grid is the main configuration (E=64, H=256, B=32, T=64,
 vocabulary 65) and its variations H ∈ {64, 512} and B ∈ {1, 128}, for the
 LSTM and the GRU. Each configuration gets fresh worker processes
 (`worker.py`), one for the TensorFlow contenders and one for PyTorch, and

@@ -67,7 +67,7 @@ def build_language_model(
     Example:
 
     >>> model = build_language_model(65, cell="gru", units=32, num_layers=2)
-    >>> model(np.zeros((4, 10), "int32")).shape
+    >>> tuple(model(np.zeros((4, 10), "int32")).shape)
     (4, 10, 65)
     """
     tokens = keras.Input(shape=(sequence_length,), batch_size=batch_size, dtype="int32", name="tokens")
@@ -96,7 +96,7 @@ def build_regressor(
     name="regressor",
     **cell_kwargs,
 ):
-    """N→N real values (the seed's `MyLSTM`): Recurrent → Dense at every step.
+    """N→N real values: Recurrent → Dense at every step (a sequence regressor).
 
     Args:
         input_dim: F, features per step.
@@ -111,7 +111,7 @@ def build_regressor(
 
     Example:
 
-    >>> build_regressor(1, units=16)(np.zeros((8, 50, 1), "float32")).shape
+    >>> tuple(build_regressor(1, units=16)(np.zeros((8, 50, 1), "float32")).shape)
     (8, 50, 1)
     """
     sequence = keras.Input(shape=(None, input_dim), name="sequence")
@@ -162,7 +162,7 @@ def build_classifier(
     Example:
 
     >>> model = build_classifier(3, vocab_size=12, units=16, bidirectional=True)
-    >>> model(np.ones((5, 9), "int32")).shape
+    >>> tuple(model(np.ones((5, 9), "int32")).shape)
     (5, 3)
     """
     if (vocab_size is None) == (input_dim is None):
@@ -222,7 +222,7 @@ def build_seq2seq(
     Example:
 
     >>> model = build_seq2seq(12, 12, units=16)
-    >>> model([np.ones((2, 7), "int32"), np.ones((2, 8), "int32")]).shape
+    >>> tuple(model([np.ones((2, 7), "int32"), np.ones((2, 8), "int32")]).shape)
     (2, 8, 12)
     """
     source = keras.Input(shape=(None,), dtype="int32", name="source")
@@ -275,7 +275,7 @@ def build_conditioned_generator(
     Example:
 
     >>> model = build_conditioned_generator(4, 10, units=16)
-    >>> model([np.zeros((3, 4), "float32"), np.ones((3, 6), "int32")]).shape
+    >>> tuple(model([np.zeros((3, 4), "float32"), np.ones((3, 6), "int32")]).shape)
     (3, 6, 10)
     """
     condition = keras.Input(shape=(condition_dim,), name="condition")
@@ -338,7 +338,7 @@ def greedy_decode(model, inputs, start_id, length):
     Example:
 
     >>> model = build_seq2seq(12, 12, units=16)
-    >>> greedy_decode(model, np.ones((2, 5), "int32"), start_id=1, length=6).shape
+    >>> tuple(greedy_decode(model, np.ones((2, 5), "int32"), start_id=1, length=6).shape)
     (2, 6)
     """
     state = decoder_initial_state(model, inputs)

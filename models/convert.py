@@ -170,6 +170,7 @@ def load_torch_weights(layer, source):
 
     Example:
 
+    >>> import torch
     >>> torch_lstm = torch.nn.LSTM(10, 20, num_layers=2, batch_first=True)
     >>> layer = Recurrent("lstm", 20, num_layers=2)
     >>> load_torch_weights(layer, torch_lstm)
@@ -220,9 +221,11 @@ def torch_state_dict(layer):
 
     Example:
 
+    >>> import torch
     >>> layer = Recurrent("gru", 20)
     >>> _ = layer(np.zeros((1, 3, 10), "float32"))
     >>> torch.nn.GRU(10, 20).load_state_dict(torch_state_dict(layer))
+    <All keys matched successfully>
     """
     _check_torch_convertible(layer)
     if not layer.built:
@@ -340,7 +343,7 @@ def load_keras_weights(target, source):
     Example:
 
     >>> builtin = keras.layers.Bidirectional(keras.layers.GRU(8, return_sequences=True))
-    >>> builtin(np.zeros((2, 5, 3), "float32"))
+    >>> _ = builtin(np.zeros((2, 5, 3), "float32"))  # builds its weights
     >>> ours = Recurrent("gru", 8, bidirectional=True)
     >>> load_keras_weights(ours, builtin)
     """

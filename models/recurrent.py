@@ -81,7 +81,7 @@ class Recurrent(keras.layers.Layer):
 
     >>> layer = Recurrent("lstm", 16, num_layers=2, bidirectional=True)
     >>> outputs, (h_n, c_n) = layer(np.zeros((4, 7, 3), "float32"))
-    >>> outputs.shape, h_n.shape
+    >>> tuple(outputs.shape), tuple(h_n.shape)
     ((4, 7, 32), (4, 4, 16))
     """
 
@@ -346,7 +346,7 @@ class Recurrent(keras.layers.Layer):
         >>> layer = Recurrent("lstm", 8, num_layers=2)
         >>> zeros = [[np.zeros((3, 8), "float32")] * 2] * 2
         >>> out, states = layer.step(np.zeros((3, 5), "float32"), zeros)
-        >>> out.shape, len(states), len(states[0])
+        >>> tuple(out.shape), len(states), len(states[0])
         ((3, 8), 2, 2)
         """
         x, finals = inputs, []

@@ -43,6 +43,7 @@ def state_layout(model):
 
     Example:
 
+    >>> from rnnserve.models import build_language_model
     >>> model = build_language_model(65, cell="lstm", units=8, num_layers=2)
     >>> [(e["layer"], e["state"], e["offset"]) for e in state_layout(model)]
     [(0, 'h', 0), (1, 'h', 8), (0, 'c', 16), (1, 'c', 24)]
@@ -172,11 +173,12 @@ def run_language_model_token(model, tokens, cell_states, weights=None):
     the structure of `unpack_cell_states`, every other layer runs on
     `(B, ·)`. Equal to `run_language_model` on `tokens[:, None]`.
 
-    A token loop (generation) calls this per token, and at B = 1 a token
-    costs a few µs per graph op; so `weights`, the model's variables paired
-    with their values read before the loop (`read_weights`; the pairs of
-    `keras.StatelessScope`), lets the loop body use those values instead of
-    reading each variable again on every iteration.
+    A token loop (generation) calls this per token, and at B = 1 a token's
+    time is mostly per-op overhead (BENCHMARKS.md, "Generation"); so
+    `weights`, the model's variables paired with their values read before
+    the loop (`read_weights`; the pairs of `keras.StatelessScope`), lets the
+    loop body use those values instead of reading each variable again on
+    every iteration.
     """
     scope = keras.StatelessScope(weights) if weights is not None else contextlib.nullcontext()
     x, position, finals = tokens, 0, []
@@ -211,9 +213,10 @@ def run_language_model(model, tokens, state=None, training=False):
 
     Example:
 
+    >>> from rnnserve.models import build_language_model
     >>> model = build_language_model(65, units=8)
     >>> logits, state = run_language_model(model, np.zeros((2, 5), "int32"))
-    >>> logits.shape, state.shape
+    >>> tuple(logits.shape), tuple(state.shape)
     ((2, 5, 65), (2, 16))
     """
     recurrents = recurrent_layers(model)

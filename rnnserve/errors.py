@@ -13,6 +13,9 @@ class UserError(Exception):
     Example:
 
     >>> raise UserError("corpus file 'x.txt' does not exist; pass --corpus PATH")
+    Traceback (most recent call last):
+      ...
+    rnnserve.errors.UserError: corpus file 'x.txt' does not exist; pass --corpus PATH
     """
 
     exit_code = 2

@@ -25,8 +25,10 @@ at least one dimension"); docs/serving.md lists this difference.
 
 Example:
 
->>> batcher = Batcher(BatchingParameters(), metrics)
->>> outputs = batcher.run(servable, "serving_default", {"tokens": tokens}, ["logits"])
+```python
+batcher = Batcher(BatchingParameters(), metrics)
+outputs = batcher.run(servable, "serving_default", {"tokens": tokens}, ["logits"])
+```
 """
 
 from __future__ import annotations

@@ -79,9 +79,11 @@ class PredictionClient:
 
     Example:
 
-    >>> client = PredictionClient("127.0.0.1:8500", timeout=5)
-    >>> client.predict("charlm", {"tokens": np.array([[1, 2]], np.int32)})["logits"].shape
-    (1, 2, 34)
+    ```python
+    client = PredictionClient("127.0.0.1:8500", timeout=5)
+    client.predict("charlm", {"tokens": np.array([[1, 2]], np.int32)})["logits"].shape
+    # (1, 2, 34)
+    ```
     """
 
     def __init__(

@@ -6,9 +6,11 @@ against one works against the other.
 
 Example:
 
->>> metadata = client.metadata("charlm")
->>> metadata.signatures["step"].inputs["state"]
-TensorInfo(dtype=dtype('float32'), shape=(None, 1024))
+```python
+metadata = client.metadata("charlm")
+metadata.signatures["step"].inputs["state"]
+# TensorInfo(dtype=dtype('float32'), shape=(None, 1024))
+```
 """
 
 from __future__ import annotations

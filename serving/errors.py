@@ -93,6 +93,9 @@ class ServingError(Exception):
     Example:
 
     >>> raise ServingError("INVALID_ARGUMENT", "Missing ModelSpec")
+    Traceback (most recent call last):
+      ...
+    rnnserve.serving.errors.ServingError: INVALID_ARGUMENT: Missing ModelSpec
     """
 
     def __init__(self, code: str, message: str):

@@ -10,8 +10,10 @@ it shuts down.
 
 Example:
 
->>> server = build_grpc_server(core, options)       # not started yet
->>> port = server.add_insecure_port("127.0.0.1:0")
+```python
+server = build_grpc_server(core, options)       # not started yet
+port = server.add_insecure_port("127.0.0.1:0")
+```
 """
 
 from __future__ import annotations

@@ -22,11 +22,13 @@ and reported by `status()` highest version first.
 
 Example:
 
->>> manager = ModelManager(options, Metrics())
->>> manager.apply_config(options.model_config, startup=True)
->>> with manager.lease(model_spec) as servable:
-...     servable.version
-1
+```python
+manager = ModelManager(options, Metrics())
+manager.apply_config(options.model_config, startup=True)
+with manager.lease(model_spec) as servable:
+    servable.version
+# 1
+```
 """
 
 from __future__ import annotations

@@ -15,9 +15,11 @@ Failures answer `{"error": "<message>"}` with the HTTP status of
 
 Example:
 
->>> server = build_rest_server(core, options, metrics)   # a RestServer, bound
->>> server.server_address[1]                    # its port
-8501
+```python
+server = build_rest_server(core, options, metrics)   # a RestServer, bound
+server.server_address[1]                    # its port
+# 8501
+```
 """
 
 from __future__ import annotations

@@ -64,8 +64,10 @@ class RestClient:
 
     Example:
 
-    >>> RestClient("127.0.0.1:8501").status("charlm")[0].state
-    'AVAILABLE'
+    ```python
+    RestClient("127.0.0.1:8501").status("charlm")[0].state
+    # 'AVAILABLE'
+    ```
     """
 
     def __init__(self, base_url: str, timeout: float = 30.0):

@@ -18,11 +18,13 @@ is hung up, so a keep-alive client can never delay shutdown.
 
 Example:
 
->>> server = RestServer(("127.0.0.1", 0), app, num_threads=4, max_request_bytes=1 << 20)
->>> threading.Thread(target=server.serve_forever, daemon=True).start()
->>> server.server_address[1]        # the bound port
-43127
->>> server.close(grace=5)
+```python
+server = RestServer(("127.0.0.1", 0), app, num_threads=4, max_request_bytes=1 << 20)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+server.server_address[1]        # the bound port
+# 43127
+server.close(grace=5)
+```
 """
 
 from __future__ import annotations

@@ -24,10 +24,12 @@ Classify and Regress (`serving.classify_regress`) run through `run` too.
 
 Example:
 
->>> servable = Servable("charlm", 1, "/models/charlm/1")
->>> arrays, aliases = servable.prepare_predict("serving_default", {"tokens": np.array([[1, 2]], np.int32)})
->>> servable.run("serving_default", arrays, aliases)["logits"].shape     # (B, T, V)
-(1, 2, 34)
+```python
+servable = Servable("charlm", 1, "/models/charlm/1")
+arrays, aliases = servable.prepare_predict("serving_default", {"tokens": np.array([[1, 2]], np.int32)})
+servable.run("serving_default", arrays, aliases)["logits"].shape     # (B, T, V)
+# (1, 2, 34)
+```
 """
 
 from __future__ import annotations

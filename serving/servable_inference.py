@@ -7,12 +7,14 @@ request behaves the same whichever way it arrives.
 
 Example:
 
->>> request = predict_pb2.PredictRequest()
->>> request.model_spec.name = "charlm"
->>> request.inputs["tokens"].CopyFrom(tensors.to_tensor_proto(np.array([[1, 2]], np.int32)))
->>> outputs = predict(servable, request.model_spec.signature_name, request.inputs)
->>> sorted(outputs)
-['logits']
+```python
+request = predict_pb2.PredictRequest()
+request.model_spec.name = "charlm"
+request.inputs["tokens"].CopyFrom(tensors.to_tensor_proto(np.array([[1, 2]], np.int32)))
+outputs = predict(servable, request.model_spec.signature_name, request.inputs)
+sorted(outputs)
+# ['logits']
+```
 """
 
 from __future__ import annotations

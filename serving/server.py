@@ -9,11 +9,13 @@ requests finish (up to `grace` seconds), then unloads every model.
 
 Example:
 
->>> server = ModelServer(ServerOptions.for_model("charlm", "/models/charlm", port=0, rest_api_port=0))
->>> server.start()
->>> server.grpc_port        # the port picked for port=0
-41377
->>> server.stop()
+```python
+server = ModelServer(ServerOptions.for_model("charlm", "/models/charlm", port=0, rest_api_port=0))
+server.start()
+server.grpc_port        # the port picked for port=0
+# 41377
+server.stop()
+```
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ front end turns them into its own status.
 
 Example:
 
->>> core = ServerCore(manager, metrics)
->>> response = core.status(get_model_status_pb2.GetModelStatusRequest(model_spec=spec))
->>> response.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
-True
+```python
+core = ServerCore(manager, metrics)
+response = core.status(get_model_status_pb2.GetModelStatusRequest(model_spec=spec))
+response.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+# True
+```
 """
 
 from __future__ import annotations

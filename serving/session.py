@@ -19,11 +19,13 @@ against the embedded server or a real TF Serving alike.
 
 Example:
 
->>> session = Session(PredictionClient("127.0.0.1:8500"), "charlm")
->>> session.feed_text("The ")
->>> session.generate_text(20, temperature=0.0)    # 20 characters
-'quick brown fox jump'
->>> other = session.fork()                          # same past, separate future
+```python
+session = Session(PredictionClient("127.0.0.1:8500"), "charlm")
+session.feed_text("The ")
+session.generate_text(20, temperature=0.0)    # 20 characters
+# 'quick brown fox jump'
+other = session.fork()                          # same past, separate future
+```
 """
 
 from __future__ import annotations

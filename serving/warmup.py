@@ -9,7 +9,9 @@ a version whose warmup fails never becomes AVAILABLE.
 
 Example:
 
->>> count = run_warmup(servable)   # 0 when the export has no warmup file
+```python
+count = run_warmup(servable)   # 0 when the export has no warmup file
+```
 """
 
 from __future__ import annotations

@@ -79,7 +79,9 @@ def load_corpus(path):
 
     Example:
 
-    >>> text = load_corpus("my-text.txt")  # any UTF-8 text file
+    ```python
+    text = load_corpus("my-text.txt")  # any UTF-8 text file
+    ```
     """
     if path is None or path == BUILTIN:
         return builtin_corpus()

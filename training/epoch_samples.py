@@ -26,8 +26,10 @@ class Sampler:
 
     Example:
 
-    >>> Sampler(model, vocab, 200)("The ", 200, temperature=0.8, seed=0)
-    'The quick ...'
+    ```python
+    Sampler(model, vocab, 200)("The ", 200, temperature=0.8, seed=0)
+    # 'The quick ...'
+    ```
     """
 
     def __init__(self, model, vocab, max_length):

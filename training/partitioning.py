@@ -1,5 +1,8 @@
 """Minibatches of (inputs, targets) windows from one long token stream, by the
-two partitioning schemes of Dive into Deep Learning §9.3 (the seed notes):
+two partitioning schemes of Dive into Deep Learning (Zhang et al.), §8.3
+"Language Models and the Dataset" of its classic edition (classic.d2l.ai;
+§9.3 "Language Models" of the current d2l.ai), whose iterator names they
+keep:
 
 Random partitioning (`seq_data_iter_random`): drop a random offset
 o ∈ [0, T) from the start, cut the rest into m = ⌊(N − o − 1)/T⌋ windows

@@ -49,10 +49,12 @@ class RunDirectory:
 
     Example:
 
-    >>> run = RunDirectory.create("runs/charlm-1", {"task": "charlm"})
-    >>> run.save_checkpoint(model, epoch=1)
-    >>> run.latest_checkpoint()
-    (1, PosixPath('runs/charlm-1/checkpoints/epoch-0001.keras'))
+    ```python
+    run = RunDirectory.create("runs/charlm-1", {"task": "charlm"})
+    run.save_checkpoint(model, epoch=1)
+    run.latest_checkpoint()
+    # (1, PosixPath('runs/charlm-1/checkpoints/epoch-0001.keras'))
+    ```
     """
 
     def __init__(self, path):

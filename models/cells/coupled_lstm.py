@@ -42,7 +42,7 @@ class CoupledLSTMCell(GatedCell):
     Example:
 
     >>> layer = keras.layers.RNN(CoupledLSTMCell(4))
-    >>> layer(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 5, 3), "float32")).shape)
     (2, 4)
     """
 

@@ -1,11 +1,14 @@
-"""The gated recurrent unit (Cho et al., 2014), in both of its variants.
+"""The gated recurrent unit (Cho et al., 2014, "Learning Phrase
+Representations using RNN Encoder–Decoder for Statistical Machine
+Translation"), in both of its variants.
 
 Gate order z (update), r (reset), h (candidate), as in Keras:
 
     z_t = σ(x_t·U_z + b_z + h_{t-1}·W_z + b'_z)
     r_t = σ(x_t·U_r + b_r + h_{t-1}·W_r + b'_r)
 
-reset_after=True (torch, cuDNN, Keras' default) resets after the matmul:
+reset_after=True (the variant of cuDNN and torch's `nn.GRU`, Keras'
+default) resets after the matmul:
 
     ĥ_t = φ(x_t·U_h + b_h + r_t ⊙ (h_{t-1}·W_h + b'_h))
 
@@ -55,7 +58,7 @@ class GRUCell(GatedCell):
     Example:
 
     >>> cell = GRUCell(4, reset_after=False)
-    >>> keras.layers.RNN(cell)(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(keras.layers.RNN(cell)(np.zeros((2, 5, 3), "float32")).shape)
     (2, 4)
     >>> tuple(cell.bias.shape)
     (12,)

@@ -1,5 +1,6 @@
-"""The long short-term memory cell (Hochreiter & Schmidhuber, 1997, with the
-forget gate of Gers et al., 2000), in the notation of the seed notes:
+"""The long short-term memory cell (Hochreiter & Schmidhuber, 1997, "Long
+Short-Term Memory") with the forget gate of Gers, Schmidhuber & Cummins
+(2000, "Learning to Forget"):
 
     f_t = σ(x_t·U_f + h_{t-1}·W_f + b_f)         forget gate
     i_t = σ(x_t·U_i + h_{t-1}·W_i + b_i)         input gate
@@ -49,7 +50,7 @@ class LSTMCell(GatedCell):
 
     >>> layer = keras.layers.RNN(LSTMCell(4), return_state=True)
     >>> h, h_again, c = layer(np.zeros((2, 5, 3), "float32"))
-    >>> h.shape, c.shape
+    >>> tuple(h.shape), tuple(c.shape)
     ((2, 4), (2, 4))
     """
 

@@ -1,4 +1,5 @@
-"""The LSTM with diagonal peephole connections (Gers & Schmidhuber, 2000).
+"""The LSTM with diagonal peephole connections (Gers & Schmidhuber, 2000,
+"Recurrent Nets that Time and Count").
 
 The input and forget gates look at the previous cell state, the output gate
 at the new one:
@@ -49,7 +50,7 @@ class PeepholeLSTMCell(LSTMCell):
     Example:
 
     >>> layer = keras.layers.RNN(PeepholeLSTMCell(4), return_sequences=True)
-    >>> layer(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 5, 3), "float32")).shape)
     (2, 5, 4)
     """
 

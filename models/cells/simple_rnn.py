@@ -1,6 +1,6 @@
-"""The Elman recurrent cell.
+"""The Elman recurrent cell (Elman, 1990, "Finding Structure in Time"):
 
-    h_t = φ(x_t·U + h_{t-1}·W + b)                       (Elman, 1990)
+    h_t = φ(x_t·U + h_{t-1}·W + b)
 
 φ is `activation` (tanh by default; torch's `nonlinearity="relu"` is
 `activation="relu"`). One gate, so `kernel` is (input_dim, units),
@@ -39,7 +39,7 @@ class SimpleRNNCell(RecurrentCell):
     Example:
 
     >>> layer = keras.layers.RNN(SimpleRNNCell(4), return_sequences=True)
-    >>> layer(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 5, 3), "float32")).shape)
     (2, 5, 4)
     """
 

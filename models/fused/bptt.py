@@ -3,7 +3,8 @@ matmuls, the whole-sequence GEMMs, and the `tf.custom_gradient` that ties a
 family's hand-written forward and backward together.
 
 Backpropagation through time for a recurrence h_t = cell(x_t·U + b, h_{t−1}·W)
-over a whole sequence (Werbos, 1990; the seed notes' BPTT):
+over a whole sequence (Werbos, 1990, "Backpropagation through time: what
+it does and how to do it"):
 
     forward   XP = X·U + b                   one GEMM, (T·B, F)·(F, G·H)
               for t = 1..T: z_t = XP_t + h_{t−1}·W;  gates, h_t, c_t    kept
@@ -17,7 +18,9 @@ every product that does not feed the recurrence is one large GEMM outside
 them. Everything here is standard TF ops (`tf.while_loop`, `TensorArray`,
 `MatMul`), so graphs that use it save, export and load anywhere TF does.
 
-How the loops are made fast on a few CPU cores (measured, see BENCHMARKS.md):
+How the loops are made fast on a few CPU cores (each rule measured A/B;
+BENCHMARKS.md, "Training and inference throughput", says what limits the
+loops and what the rules gain):
 
 - Gate groups. In forward, the G gate blocks of U, W and b are cut into
   groups of columns (LSTM: [i, f] and [c, o]) with one matmul each. The
@@ -27,12 +30,11 @@ How the loops are made fast on a few CPU cores (measured, see BENCHMARKS.md):
 - No concat in a backward step. Backward computes each gate's dz as its
   own (B, H) tensor and sends it back through that gate's block of W, one
   matmul per gate, summed. A concat of (B, H) pieces inside a loop costs
-  30–50 µs on 2 cores (TF shards it over the thread pool and waits for a
-  thread busy with a matmul), as much as the matmul it would feed; without
-  the four per LSTM step, forward + backward is 2–3% faster at H = 256 and
-  9–12% at H = 512 or B = 128 (5% slower at H = 64 or B = 1). The whole-sequence
-  GEMMs are done per gate (or group) too, and only the small (·, G·H)
-  weight gradients are concatenated.
+  as much as the matmul it would feed (TF shards the copy over the thread
+  pool and waits for a thread busy with a matmul); only at the smallest
+  sizes (H = 64, B = 1) do the extra small matmuls cost more than the
+  concats saved. The whole-sequence GEMMs are done per gate (or group)
+  too, and only the small (·, G·H) weight gradients are concatenated.
 - Unrolled loops. A loop iteration runs `UNROLL` time steps: the loop's
   control ops (several per carried value) are paid once per `UNROLL`.
 - Per-step backward factors. Each backward step first turns what forward
@@ -50,12 +52,13 @@ import tensorflow as tf
 
 # Steps of a time loop that may be in flight at once: the recurrence
 # serialises the steps anyway, but the per-step work that does not depend
-# on it (reads, backward factors) may start early. Measured: no difference
-# between 1 and 32 on 2 cores.
+# on it (reads, backward factors) may start early. Any value from 1 to 32
+# measures the same on 2 cores.
 PARALLEL_ITERATIONS = 8
-# Time steps per loop iteration (`time_loop`). Measured on 2 cores, main
-# LSTM configuration, against 1: 4 takes 6% off inference and 10% off
-# training, and 14-20% at B = 1 or H = 64 (8 gains little more, for a larger graph).
+# Time steps per loop iteration (`time_loop`): the loop's control ops are
+# paid once per UNROLL steps. 4 is clearly faster than 1 or 2, most at small
+# B or H where a step is mostly overhead; 8 gains no more than noise for a
+# larger graph (BENCHMARKS.md has the numbers).
 UNROLL = 4
 
 

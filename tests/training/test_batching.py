@@ -1,5 +1,5 @@
 """The two partitioning schemes produce exactly the windows of Dive into Deep
-Learning §9.3 (`seq_data_iter_random`, `seq_data_iter_sequential`, written
+Learning, classic edition §8.3 (`seq_data_iter_random`, `seq_data_iter_sequential`, written
 out below as the oracle), and sequential batches with a stateful model equal
 one pass over the whole stream."""
 

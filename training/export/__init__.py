@@ -7,7 +7,7 @@
 | `sampling` | greedy / temperature / top-k stateless sampling, in-graph |
 | `text` | the vocabulary in-graph (encode / decode) |
 | `checks` | in-graph input checks (INVALID_ARGUMENT naming the input) |
-| `keras_import` | Keras built-in LMs → chains of this project's layers |
+| `keras_import` | Keras built-in LMs → chains of rnnserve's layers |
 | `writer` | endpoints → verified SavedModel → published version |
 | `versions` | atomic, concurrent-safe version directories |
 | `warmup` / `verify` | TF Serving's warmup records; loading as TF Serving does |
@@ -16,9 +16,11 @@
 
 The public functions are re-exported here (each module imported on first use):
 
->>> from rnnserve.training.export import export_run
->>> export_run("runs/charlm-1", "exports/charlm")
-'exports/charlm/1'
+```python
+from rnnserve.training.export import export_run
+export_run("runs/charlm-1", "exports/charlm")
+# 'exports/charlm/1'
+```
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ Serving returns as INVALID_ARGUMENT with that text.
 
 Example:
 
->>> tokens, = guarded([tokens], [require(tf.shape(tokens)[1] > 0,
-...     "Received an invalid `tokens`: expected at least one token, got length", tf.shape(tokens)[1])])
+```python
+tokens, = guarded([tokens], [require(tf.shape(tokens)[1] > 0,
+    "Received an invalid `tokens`: expected at least one token, got length", tf.shape(tokens)[1])])
+```
 """
 
 from __future__ import annotations

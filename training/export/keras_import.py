@@ -1,4 +1,4 @@
-"""Any Keras language model of the supported layers → a chain of this project's layers.
+"""Any Keras language model of the supported layers → a chain of rnnserve's layers.
 
 The signatures run a chain `tokens → Embedding → Recurrent… → Dense`
 (`models.state`), because only `Recurrent` exposes its state. A Keras model

@@ -86,8 +86,10 @@ class LanguageModelSignatures:
 
     Example:
 
-    >>> signatures = LanguageModelSignatures(model, vocab, 256)
-    >>> write_savedmodel(base, signatures.endpoints(), metadata, track=signatures.track())
+    ```python
+    signatures = LanguageModelSignatures(model, vocab, 256)
+    write_savedmodel(base, signatures.endpoints(), metadata, track=signatures.track())
+    ```
     """
 
     def __init__(self, model, vocabulary, max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS_LIMIT):

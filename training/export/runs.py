@@ -13,9 +13,11 @@
 
 Example:
 
->>> export_run("runs/charlm-1", "exports/charlm")
-'exports/charlm/1'
->>> register_task_exporter("regress", my_regress_exporter)
+```python
+export_run("runs/charlm-1", "exports/charlm")
+# 'exports/charlm/1'
+register_task_exporter("regress", my_regress_exporter)
+```
 """
 
 from __future__ import annotations
@@ -70,13 +72,15 @@ def register_task_exporter(task, exporter):
 
     Example:
 
-    >>> def export_seq2seq(model, config, run_dir):
-    ...     length = config["task_options"]["target_length"]
-    ...     def serve(source):                                         # (B, S)
-    ...         return {"tokens": greedy_decode(model, source, 1, length)}  # (B, N)
-    ...     return TaskExport([Endpoint("serving_default", serve,
-    ...                                 {"source": tf.TensorSpec((None, None), tf.int32)})])
-    >>> register_task_exporter("seq2seq", export_seq2seq)
+    ```python
+    def export_seq2seq(model, config, run_dir):
+        length = config["task_options"]["target_length"]
+        def serve(source):                                         # (B, S)
+            return {"tokens": greedy_decode(model, source, 1, length)}  # (B, N)
+        return TaskExport([Endpoint("serving_default", serve,
+                                    {"source": tf.TensorSpec((None, None), tf.int32)})])
+    register_task_exporter("seq2seq", export_seq2seq)
+    ```
     """
     _TASK_EXPORTERS[task] = exporter
 
@@ -86,8 +90,10 @@ def model_endpoint(model):
 
     Example:
 
-    >>> model_endpoint(build_regressor(3)).inputs
-    {'sequence': TensorSpec(shape=(None, None, 3), dtype=tf.float32, name=None)}
+    ```python
+    model_endpoint(build_regressor(3)).inputs
+    # {'sequence': TensorSpec(shape=(None, None, 3), dtype=tf.float32, name=None)}
+    ```
     """
     names = [tensor.name for tensor in model.inputs]
     specs = {tensor.name: tf.TensorSpec(tensor.shape, tensor.dtype) for tensor in model.inputs}
@@ -121,7 +127,7 @@ def _load_model(path):
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except (OSError, ValueError) as error:
-        raise UserError(f"{path} is not a Keras model file this project can load ({error}).") from error
+        raise UserError(f"{path} is not a Keras model file rnnserve can load ({error}).") from error
 
 
 def _provenance(**source):
@@ -158,7 +164,7 @@ def export_language_model(
     """Exports a Keras language model under the language-model contract.
 
     Args:
-        model: A chain language model of this project, or a Keras model of
+        model: A chain language model of rnnserve, or a Keras model of
             the layers `keras_import.as_language_model` converts.
         vocabulary: Its `Vocabulary` (V must equal the model's).
         export_base: The base directory.
@@ -229,8 +235,10 @@ def export_run(
 
     Example:
 
-    >>> export_run("runs/charlm-1", "exports/charlm")
-    'exports/charlm/1'
+    ```python
+    export_run("runs/charlm-1", "exports/charlm")
+    # 'exports/charlm/1'
+    ```
     """
     try:
         config = read_json(os.path.join(run_dir, "config.json"))
@@ -264,8 +272,10 @@ def export_keras_model(
 
     Example:
 
-    >>> export_keras_model("lm.keras", "vocab.json", "exports/lm")
-    'exports/lm/1'
+    ```python
+    export_keras_model("lm.keras", "vocab.json", "exports/lm")
+    # 'exports/lm/1'
+    ```
     """
     versions.check_version_free(export_base, version)
     vocabulary = _load_vocabulary(vocab_path)

@@ -15,16 +15,18 @@ SavedModel.
 A request's temperature and top_k do not change while it generates, so
 which of the three pickers applies is decided once per request (`mode`),
 outside the token loop, and everything that does not depend on the position
-(the `[UNK]` mask, 1 / temperature, the seed pairs) is computed once too:
-at B = 1 a token costs a few µs per graph op, and the picker is then 2–7
-ops instead of a dozen.
+(the `[UNK]` mask, 1 / temperature, the seed pairs) is computed once too,
+so the picker is 2–7 ops per token instead of a dozen: at B = 1 a token's
+time is mostly the per-op overhead of the graph (BENCHMARKS.md,
+"Generation"), so every op taken out of the token loop counts.
 
 Example:
 
 >>> temperature, top_k, seed = tf.constant(0.8), tf.constant(40), tf.constant(7, tf.int64)
 >>> pick = pickers(temperature, top_k, seed, count=16, vocab_size=65)[mode(temperature, top_k, 65)]
->>> pick(logits, 0)  # (B, 65) logits → the first new token of each row
-<tf.Tensor: shape=(B,), dtype=int32, ...>
+>>> logits = tf.zeros((2, 65))  # (B, V)
+>>> pick(logits, 0)  # the first new token of each row
+<tf.Tensor: shape=(2,), dtype=int32, ...>
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ has it).
 
 Example:
 
->>> tables = VocabularyTables(Vocabulary.build("hello world"))
->>> tables.encode(tf.constant(["hell", "wo?"]))
-(<tf.Tensor: [[4, 3, 5, 5], [8, 6, 0, 0]]>, <tf.Tensor: [4, 3]>)
+```python
+tables = VocabularyTables(Vocabulary.build("hello world"))
+tables.encode(tf.constant(["hell", "wo?"]))
+# (<tf.Tensor: [[4, 3, 5, 5], [8, 6, 0, 0]]>, <tf.Tensor: [4, 3]>)
+```
 """
 
 from __future__ import annotations

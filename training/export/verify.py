@@ -10,7 +10,9 @@ not. The exporter runs this on every staged version before publishing it.
 
 Example:
 
->>> verify_savedmodel("exports/lm/.tmp-export-x", [predict_log("serving_default", {"tokens": ids})])
+```python
+verify_savedmodel("exports/lm/.tmp-export-x", [predict_log("serving_default", {"tokens": ids})])
+```
 """
 
 from __future__ import annotations

@@ -44,8 +44,10 @@ def existing_versions(export_base):
 
     Example:
 
-    >>> existing_versions("exports/charlm")   # 1/, 2/, 10/, .tmp-export-x/
-    [1, 2, 10]
+    ```python
+    existing_versions("exports/charlm")   # 1/, 2/, 10/, .tmp-export-x/
+    # [1, 2, 10]
+    ```
     """
     try:
         names = os.listdir(export_base)
@@ -167,8 +169,10 @@ def publish(staged, export_base, version=None):
 
     Example:
 
-    >>> publish("exports/lm/.tmp-export-k2j", "exports/lm")
-    'exports/lm/3'
+    ```python
+    publish("exports/lm/.tmp-export-k2j", "exports/lm")
+    # 'exports/lm/3'
+    ```
     """
     fsync_tree(staged)
     with _locked(export_base) as base_fd:

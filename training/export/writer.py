@@ -60,8 +60,10 @@ class Endpoint:
 
     Example:
 
-    >>> Endpoint("serving_default", lambda tokens: {"logits": model(tokens)},
-    ...          {"tokens": tf.TensorSpec((None, None), tf.int32)})
+    ```python
+    Endpoint("serving_default", lambda tokens: {"logits": model(tokens)},
+             {"tokens": tf.TensorSpec((None, None), tf.int32)})
+    ```
     """
 
     name: str
@@ -165,8 +167,10 @@ def write_savedmodel(export_base, endpoints, metadata, track=(), version=None, p
 
     Example:
 
-    >>> write_savedmodel("exports/regress", [endpoint], {"task": "regress"}, track=[model])
-    'exports/regress/1'
+    ```python
+    write_savedmodel("exports/regress", [endpoint], {"task": "regress"}, track=[model])
+    # 'exports/regress/1'
+    ```
     """
     _check_endpoints(endpoints)
     versions.check_version_free(export_base, version)

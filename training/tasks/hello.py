@@ -1,4 +1,4 @@
-"""`hello`: the toy of the seed notes — read "hello" one character at a
+"""`hello`: a classic first RNN exercise — read "hello" one character at a
 time (one-hot) and emit "ohlol", one character per step (N→N).
 
 The mapping needs memory: the two l's of "hello" must become "l" and "o".
@@ -21,7 +21,7 @@ STEPS_PER_EPOCH = 20
 
 class Hello(Task):
     name = "hello"
-    help = 'the seed toy: one-hot "hello" in, "ohlol" out'
+    help = 'a toy: one-hot "hello" in, "ohlol" out'
     defaults = {"cell": "rnn", "units": 8, "layers": 1, "epochs": 15, "batch_size": 1, "lr": 0.1}
     quality_key = "accuracy"
     model_builder = "regressor"

@@ -1,6 +1,6 @@
 """`regress` (N→N real values): one-step-ahead forecasting of noisy seasonal
-series with the seed's `MyLSTM` structure (a recurrent layer and a linear
-read-out at every step), trained with mean squared error.
+series by a recurrent layer with a linear read-out at every step
+(`models.build_regressor`), trained with mean squared error.
 
 Each series is y_t = sin(2πt/P₁ + φ₁) + ½·sin(2πt/P₂ + φ₂) + ε_t with random
 periods and phases and ε ~ N(0, 0.1²); the model reads y_1..y_T and predicts
