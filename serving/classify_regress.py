@@ -9,11 +9,13 @@ returned, with TF Serving's messages.
 
 Example:
 
->>> signature, aliases = classify_signature(servable, "serving_default")
->>> aliases
-['classes', 'scores']
->>> examples = serialized_examples(request.input)            # (B,) object array of bytes
->>> result = classification_result(servable.run("serving_default", {"inputs": examples}, aliases), len(examples))
+```python
+signature, aliases = classify_signature(servable, "serving_default")
+aliases
+# ['classes', 'scores']
+examples = serialized_examples(request.input)            # (B,) object array of bytes
+result = classification_result(servable.run("serving_default", {"inputs": examples}, aliases), len(examples))
+```
 """
 
 from __future__ import annotations
