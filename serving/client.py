@@ -1,9 +1,9 @@
 """`PredictionClient`: numpy in, numpy out, over TF Serving's gRPC API.
 
 Works unchanged against the embedded server (`rnnserve serve`) and a real
-`tensorflow_model_server`. Needs numpy, grpc and the `tensorflow-serving-api`
-protos only (importing those protos imports the `tensorflow` package, but
-no TensorFlow op runs on the client path). Every call names the model and
+`tensorflow_model_server`. Needs numpy, grpcio and protobuf only: the
+messages are `serving.protos`' wire-compatible copies of TF Serving's, so
+neither TensorFlow nor `tensorflow-serving-api` is imported. Every call names the model and
 signature explicitly and carries a deadline; failures raise
 `serving.errors.ServingError` with the server's status code and message.
 
@@ -20,17 +20,9 @@ from __future__ import annotations
 import grpc
 from google.protobuf import text_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_management_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
-from tensorflow_serving.config import model_server_config_pb2
 
-from rnnserve.serving import tensors
+from rnnserve.serving import protos, tensors
+from rnnserve.serving.protos import services
 from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
 from rnnserve.serving.errors import ServingError
 
@@ -100,8 +92,8 @@ class PredictionClient:
         else:
             self._channel = grpc.secure_channel(target, credentials, options=options)
         self.target, self.timeout = target, timeout
-        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._predictions = services.PredictionServiceStub(self._channel)
+        self._models = services.ModelServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def _call(self, method, request):
@@ -129,10 +121,10 @@ class PredictionClient:
             output_filter: aliases to return (default: all).
             version / version_label: pin a version (default: the latest).
         """
-        request = predict_pb2.PredictRequest()
+        request = protos.PredictRequest()
         model_spec_fields(request.model_spec, model, signature_name, version, version_label)
         for alias, value in inputs.items():
-            request.inputs[alias].CopyFrom(tensors.to_tensor_proto(value))
+            tensors.to_tensor_proto(value, out=request.inputs[alias])
         request.output_filter.extend(output_filter)
         response = self._call(self._predictions.Predict, request)
         arrays = {alias: tensors.to_ndarray(proto) for alias, proto in response.outputs.items()}
@@ -148,21 +140,22 @@ class PredictionClient:
         self, model: str, version: int | None = None, version_label: str | None = None
     ) -> ModelMetadata:
         """The served version's signatures (GetModelMetadata with `signature_def`)."""
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request = protos.GetModelMetadataRequest(metadata_field=["signature_def"])
         model_spec_fields(request.model_spec, model, None, version, version_label)
         return ModelMetadata.from_response(self._call(self._predictions.GetModelMetadata, request))
 
     def status(self, model: str, version: int | None = None, version_label: str | None = None) -> list:
         """GetModelStatus: a `VersionStatus` per known version."""
-        request = get_model_status_pb2.GetModelStatusRequest()
+        request = protos.GetModelStatusRequest()
         model_spec_fields(request.model_spec, model, None, version, version_label)
         return statuses_from_response(self._call(self._models.GetModelStatus, request))
 
     def reload_config(self, config) -> None:
-        """HandleReloadConfigRequest with a ModelServerConfig (message or text format)."""
+        """HandleReloadConfigRequest with a ModelServerConfig (text format, or a message of either pool)."""
         if isinstance(config, str):
-            config = text_format.Parse(config, model_server_config_pb2.ModelServerConfig())
-        request = model_management_pb2.ReloadConfigRequest(config=config)
+            config = text_format.Parse(config, protos.ModelServerConfig())
+        request = protos.ReloadConfigRequest()
+        request.config.ParseFromString(config.SerializeToString())  # TensorFlow's or ours
         self._call(self._models.HandleReloadConfigRequest, request)
 
     def health(self, service: str = "") -> str:

@@ -28,8 +28,8 @@ import urllib.request
 
 import numpy as np
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
+from rnnserve.serving import protos
 from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
 from rnnserve.serving.errors import HTTP_STATUS, ServingError
 from rnnserve.serving.json_tensors import json_to_array
@@ -111,9 +111,9 @@ class RestClient:
     ) -> ModelMetadata:
         """GET .../metadata, parsed into the same ModelMetadata the gRPC client returns."""
         doc = self._request(self._path(model, version, version_label) + "/metadata")
-        spec = json_format.ParseDict(doc["model_spec"], model_pb2.ModelSpec())
+        spec = json_format.ParseDict(doc["model_spec"], protos.ModelSpec(), descriptor_pool=protos.POOL)
         signature_map = json_format.ParseDict(
-            doc["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap()
+            doc["metadata"]["signature_def"], protos.SignatureDefMap(), descriptor_pool=protos.POOL
         )
         return ModelMetadata.from_protos(spec, signature_map)
 
@@ -121,7 +121,7 @@ class RestClient:
         """GET /v1/models/NAME[...]: a VersionStatus per known version."""
         doc = self._request(self._path(model, version, version_label))
         return statuses_from_response(
-            json_format.ParseDict(doc, get_model_status_pb2.GetModelStatusResponse())
+            json_format.ParseDict(doc, protos.GetModelStatusResponse(), descriptor_pool=protos.POOL)
         )
 
     def _signature(self, model, version, version_label, signature_name):
