@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from rnnserve import contract
 from rnnserve.errors import UserError
 from rnnserve.serving.errors import ServingError
 
@@ -42,6 +43,10 @@ def _client(args: argparse.Namespace):
 
 
 def _user_error(error: ServingError, args: argparse.Namespace) -> UserError:
+    from rnnserve.serving.client import HttpPortError
+
+    if isinstance(error, HttpPortError):
+        return UserError(f"{args.server}: this is an HTTP port; use --rest or the gRPC port.")
     return UserError(f"{args.server}: {error.code}: {error.message}")
 
 
@@ -180,16 +185,58 @@ def generate(args: argparse.Namespace) -> int:
             raise UserError(
                 f"model {args.model} has no encode/decode signatures, so it cannot take a text prompt."
             )
-        session.feed_text(args.prompt)
-        sys.stdout.write(args.prompt)  # the text continues the prompt, as it will be read
+        tokens = session.encode(args.prompt)
+        unknown = unknown_characters(args.prompt, tokens[0])
+        if unknown:
+            print(
+                f"rnnserve generate: note: the model's vocabulary has no {', '.join(map(repr, unknown))}; "
+                "the prompt feeds them as [UNK].",
+                file=sys.stderr,
+            )
+        session.feed(tokens)
+        _stream(session, args)
+    except ServingError as error:
+        raise _user_error(error, args) from None
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return 0
+
+
+def unknown_characters(prompt: str, tokens) -> list[str]:
+    """The distinct characters of `prompt` that `encode` turned into [UNK], in order of appearance.
+
+    Exact for character-level vocabularies (one token per character). With
+    a word-level one the tokens are words, so the characters cannot be named:
+    "[UNK] x N" (N unknown words) is returned instead.
+
+    Example:
+
+    >>> unknown_characters("café", [3, 1, 6, 0])   # 0 is [UNK]
+    ['é']
+    """
+    tokens = [int(token) for token in tokens]
+    if contract.UNK_TOKEN_ID not in tokens:
+        return []
+    if len(tokens) != len(prompt):
+        return [f"[UNK] x {tokens.count(contract.UNK_TOKEN_ID)}"]
+    unknown = [char for char, token in zip(prompt, tokens) if token == contract.UNK_TOKEN_ID]
+    return list(dict.fromkeys(unknown))
+
+
+def _stream(session, args: argparse.Namespace) -> None:
+    """Writes the prompt, then each decoded chunk as it comes; always ends the line.
+
+    The final newline is written even when a call fails or the user presses
+    Ctrl-C, so an error message (on stderr) starts on a line of its own.
+    """
+    sys.stdout.write(args.prompt)  # the text continues the prompt, as it will be read
+    sys.stdout.flush()
+    try:
         for chunk in session.stream(
             args.max_new_tokens, args.chunk, temperature=args.temperature, top_k=args.top_k
         ):
             sys.stdout.write(session.decode(chunk)[0])
             sys.stdout.flush()
-    except ServingError as error:
-        raise _user_error(error, args) from None
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    sys.stdout.write("\n")
-    return 0
+    finally:
+        sys.stdout.write("\n")
+        sys.stdout.flush()

@@ -22,11 +22,18 @@ from google.protobuf import text_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rnnserve.serving import protos, tensors
-from rnnserve.serving.protos import services
 from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
 from rnnserve.serving.errors import ServingError
+from rnnserve.serving.protos import services
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# What grpc reports when the port answers HTTP/1.x (a REST port) instead of HTTP/2.
+_HTTP1_SIGNS = ("Failed parsing HTTP/2", "http1.x server")
+
+
+class HttpPortError(ServingError):
+    """The target answered HTTP/1.x, not gRPC: it is a REST port (use `RestClient` or the gRPC port)."""
 
 
 def tls_credentials(
@@ -100,7 +107,12 @@ class PredictionClient:
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
-            raise ServingError(error.code().name, error.details() or "") from None
+            details = error.details() or ""
+            if error.code() == grpc.StatusCode.UNAVAILABLE and any(sign in details for sign in _HTTP1_SIGNS):
+                raise HttpPortError(
+                    "UNAVAILABLE", f"{self.target} is an HTTP port, not gRPC; use RestClient or the gRPC port"
+                ) from None
+            raise ServingError(error.code().name, details) from None
 
     def predict(
         self,

@@ -205,9 +205,7 @@ def to_ndarray(proto, max_bytes: int | None = None) -> np.ndarray:
     elif per_element == 2:
         flat = flat.view(numpy_type)
     if flat.size == 0:  # an empty field means zeros ("" for strings)
-        flat = (
-            np.array([b""], dtype=object) if proto.dtype == protos.DT_STRING else np.zeros(1, numpy_type)
-        )
+        flat = np.array([b""], dtype=object) if proto.dtype == protos.DT_STRING else np.zeros(1, numpy_type)
     if flat.size < count:  # TF pads a short field with its last value
         padded = np.empty(count, dtype=numpy_type)
         padded[: flat.size] = flat
