@@ -22,7 +22,7 @@ Use the classes like generated ones::
 
     request = protos.PredictRequest()
     request.model_spec.name = "charlm"
-    request.inputs["tokens"].CopyFrom(tensor_util.make_tensor_proto(tokens))
+    tensors.to_tensor_proto(tokens, out=request.inputs["tokens"])   # rnnserve.serving.tensors
     response = protos.PredictResponse.FromString(wire_bytes)
 
 Things to know, all consequences of the private pool:
@@ -30,7 +30,7 @@ Things to know, all consequences of the private pool:
 * Our classes are not TensorFlow's: `CopyFrom`, `MergeFrom` and assigning a
   submessage across the two raise TypeError. Convert through bytes:
   `protos.TensorProto.FromString(tf_proto.SerializeToString())`.
-  `tensor_util.make_ndarray` reads either kind.
+  `rnnserve.serving.tensors` reads and fills either kind.
 * `google.protobuf.Any` and `Int64Value` inside these messages are this
   pool's copies (`protos.Any`, `protos.Int64Value`); `Pack`, `Unpack` and
   `Is` work as usual, with messages of either pool.
