@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
 import pytest
 
+from rnnserve import contract
 from rnnserve.serving.client import PredictionClient
 from rnnserve.serving.rest_client import RestClient
 
@@ -64,6 +66,27 @@ def rest_client(rest_target):
 def client(request, grpc_client, rest_client):
     """Each test taking `client` runs once over gRPC and once over REST."""
     return grpc_client if request.param == "grpc" else rest_client
+
+
+@pytest.fixture(scope="session")
+def state_size(grpc_client, model) -> int:
+    """S, the width of the model's packed state (from its `generate` signature)."""
+    return grpc_client.metadata(model).signatures[contract.GENERATE].inputs[contract.STATE].shape[-1]
+
+
+def generate_inputs(
+    tokens, state_size: int, max_new_tokens: int, temperature=0.0, seed=0, state=None
+) -> dict:
+    """The six inputs of the `generate` signature with the contract's dtypes; a zero state by default."""
+    tokens = np.asarray(tokens, np.int32)  # (B, T)
+    return {
+        contract.TOKENS: tokens,
+        contract.STATE: np.zeros((tokens.shape[0], state_size), np.float32) if state is None else state,
+        contract.MAX_NEW_TOKENS: np.int32(max_new_tokens),
+        contract.TEMPERATURE: np.float32(temperature),
+        contract.TOP_K: np.int32(0),
+        contract.SEED: np.int64(seed),
+    }
 
 
 @pytest.fixture(autouse=True)

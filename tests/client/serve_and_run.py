@@ -75,7 +75,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     check_client_install(args.client_python)
 
+    from rnnserve.cli import import_tensorflow_quietly
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()  # the export needs TensorFlow; its start-up lines are noise here
     sys.path.insert(0, SERVING_TESTS)
     from conftest import LM, ServerProcess  # the serving tests' server launcher
     from serving_savedmodels import write_char_lm

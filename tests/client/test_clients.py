@@ -11,23 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import generate_inputs
 
 from rnnserve import contract
 from rnnserve.serving.errors import ServingError
 
 TOKENS = np.array([[5, 9, 12, 1, 20]], np.int32)  # (1, 5)
-
-
-def _generate_inputs(client, model, tokens, max_new_tokens, temperature=0.0, seed=0, state=None):
-    size = client.metadata(model).signatures[contract.GENERATE].inputs[contract.STATE].shape[-1]
-    return {
-        contract.TOKENS: tokens,
-        contract.STATE: np.zeros((tokens.shape[0], size), np.float32) if state is None else state,
-        contract.MAX_NEW_TOKENS: np.int32(max_new_tokens),
-        contract.TEMPERATURE: np.float32(temperature),
-        contract.TOP_K: np.int32(0),
-        contract.SEED: np.int64(seed),
-    }
 
 
 def test_metadata_lists_the_language_model_signatures_with_the_contract_dtypes(client, model):
@@ -85,8 +74,8 @@ def test_step_carries_the_sequence_in_state(client, model):
     np.testing.assert_allclose(rest[contract.STATE], whole[contract.STATE], atol=1e-5)
 
 
-def test_greedy_generate_picks_the_likeliest_known_token_of_step(client, model):
-    generated = client.predict(model, _generate_inputs(client, model, TOKENS, 6), contract.GENERATE)
+def test_greedy_generate_picks_the_likeliest_known_token_of_step(client, model, state_size):
+    generated = client.predict(model, generate_inputs(TOKENS, state_size, 6), contract.GENERATE)
     tokens = generated[contract.TOKENS]  # (1, 6)
     assert tokens.shape == (1, 6) and tokens.dtype == np.int32
     history = TOKENS
@@ -98,8 +87,8 @@ def test_greedy_generate_picks_the_likeliest_known_token_of_step(client, model):
         history = np.concatenate([history, tokens[:, position : position + 1]], axis=1)
 
 
-def test_sampling_is_reproducible_with_a_seed_and_varies_without(client, model):
-    inputs = _generate_inputs(client, model, TOKENS, 30, temperature=1.0, seed=42)
+def test_sampling_is_reproducible_with_a_seed_and_varies_without(client, model, state_size):
+    inputs = generate_inputs(TOKENS, state_size, 30, temperature=1.0, seed=42)
     first = client.predict(model, inputs, contract.GENERATE)[contract.TOKENS]
     again = client.predict(model, inputs, contract.GENERATE)[contract.TOKENS]
     other = client.predict(model, {**inputs, contract.SEED: np.int64(43)}, contract.GENERATE)[contract.TOKENS]
@@ -108,13 +97,13 @@ def test_sampling_is_reproducible_with_a_seed_and_varies_without(client, model):
     assert contract.UNK_TOKEN_ID not in first
 
 
-def test_encode_decode_and_generate_text_agree(client, model):
+def test_encode_decode_and_generate_text_agree(client, model, state_size):
     text = np.array([b"the quick fox"], dtype=object)
     encoded = client.predict(model, {contract.TEXT: text}, contract.ENCODE)
     assert encoded[contract.LENGTHS].tolist() == [13]
     decoded = client.predict(model, {contract.TOKENS: encoded[contract.TOKENS]}, contract.DECODE)
     assert decoded[contract.TEXT].tolist() == [b"the quick fox"]
-    inputs = _generate_inputs(client, model, encoded[contract.TOKENS], 12, temperature=0.7, seed=5)
+    inputs = generate_inputs(encoded[contract.TOKENS], state_size, 12, temperature=0.7, seed=5)
     tokens = client.predict(model, inputs, contract.GENERATE)[contract.TOKENS]
     expected = client.predict(model, {contract.TOKENS: tokens}, contract.DECODE)[contract.TEXT]
     del inputs[contract.TOKENS], inputs[contract.STATE]
@@ -122,8 +111,8 @@ def test_encode_decode_and_generate_text_agree(client, model):
     assert text_out[contract.TEXT].tolist() == expected.tolist()
 
 
-def test_grpc_and_rest_return_the_same_arrays(grpc_client, rest_client, model):
-    inputs = _generate_inputs(grpc_client, model, TOKENS, 8, temperature=0.9, seed=3)
+def test_grpc_and_rest_return_the_same_arrays(grpc_client, rest_client, model, state_size):
+    inputs = generate_inputs(TOKENS, state_size, 8, temperature=0.9, seed=3)
     over_grpc = grpc_client.predict(model, inputs, contract.GENERATE)
     over_rest = rest_client.predict(model, inputs, contract.GENERATE)
     np.testing.assert_array_equal(over_grpc[contract.TOKENS], over_rest[contract.TOKENS])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import generate_inputs
 
 from rnnserve import contract
 from rnnserve.serving.session import Session, Snapshot, fork_seed
@@ -17,15 +18,9 @@ PROMPT = np.array([[5, 9, 12, 1]], np.int32)
 
 
 def _generate(client, model, history, max_new_tokens, temperature, seed):
-    size = client.metadata(model).signatures[contract.GENERATE].inputs[contract.STATE].shape[-1]
-    inputs = {
-        contract.TOKENS: np.asarray(history, np.int32),
-        contract.STATE: np.zeros((1, size), np.float32),
-        contract.MAX_NEW_TOKENS: np.int32(max_new_tokens),
-        contract.TEMPERATURE: np.float32(temperature),
-        contract.TOP_K: np.int32(0),
-        contract.SEED: np.int64(seed),
-    }
+    """The oracle: one `generate` call on the whole history, from a zero state."""
+    state_size = client.metadata(model).signatures[contract.GENERATE].inputs[contract.STATE].shape[-1]
+    inputs = generate_inputs(history, state_size, max_new_tokens, temperature, seed)
     return client.predict(model, inputs, contract.GENERATE)[contract.TOKENS]
 
 
