@@ -65,9 +65,9 @@ COMMANDS = {
 # Top-level modules of the `full` extra: a command that imports one of them
 # in the client-only install is told to install the extra.
 FULL_INSTALL_MODULES = frozenset(
-    {"tensorflow", "tensorflow_serving", "keras", "tensorboard", "prometheus_client", "matplotlib", "torch"}
+    {"tensorflow", "tensorflow_serving", "keras", "tensorboard", "prometheus_client", "matplotlib"}
 )
-FULL_INSTALL = "pip install 'rnnserve[full]'"
+FULL_INSTALL = "pip install 'rnnserve[full]' (from a clone: pip install '.[full]')"
 
 
 def usage() -> str:
@@ -83,8 +83,9 @@ def usage() -> str:
     lines += [f"  {name:<{width}}  {command.help}" for name, command in COMMANDS.items()]
     lines += [
         "",
-        f"The client commands ({', '.join(n for n, c in COMMANDS.items() if c.client)}) need only "
-        f"`pip install rnnserve`; the others need `{FULL_INSTALL}`.",
+        f"The client commands ({', '.join(n for n, c in COMMANDS.items() if c.client)}) work in the "
+        "client-only install;",
+        f"the others need TensorFlow: {FULL_INSTALL}.",
     ]
     return "\n".join(lines) + "\n"
 
