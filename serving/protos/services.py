@@ -100,18 +100,23 @@ class PredictionServiceServicer:
     """Base of a PredictionService implementation: every method answers UNIMPLEMENTED."""
 
     def Classify(self, request, context):
+        """Classify: override it; this base answers UNIMPLEMENTED."""
         _unimplemented(context)
 
     def Regress(self, request, context):
+        """Regress: override it; this base answers UNIMPLEMENTED."""
         _unimplemented(context)
 
     def Predict(self, request, context):
+        """Predict: override it; this base answers UNIMPLEMENTED."""
         _unimplemented(context)
 
     def MultiInference(self, request, context):
+        """MultiInference: override it; this base answers UNIMPLEMENTED."""
         _unimplemented(context)
 
     def GetModelMetadata(self, request, context):
+        """GetModelMetadata: override it; this base answers UNIMPLEMENTED."""
         _unimplemented(context)
 
 
@@ -119,9 +124,11 @@ class ModelServiceServicer:
     """Base of a ModelService implementation: every method answers UNIMPLEMENTED."""
 
     def GetModelStatus(self, request, context):
+        """GetModelStatus: override it; this base answers UNIMPLEMENTED."""
         _unimplemented(context)
 
     def HandleReloadConfigRequest(self, request, context):
+        """HandleReloadConfigRequest: override it; this base answers UNIMPLEMENTED."""
         _unimplemented(context)
 
 
