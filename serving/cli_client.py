@@ -44,9 +44,14 @@ def _client(args: argparse.Namespace):
 
 def _user_error(error: ServingError, args: argparse.Namespace) -> UserError:
     from rnnserve.serving.client import HttpPortError
+    from rnnserve.serving.rest_client import NotHttpError
 
     if isinstance(error, HttpPortError):
         return UserError(f"{args.server}: this is an HTTP port; use --rest or the gRPC port.")
+    if isinstance(error, NotHttpError):
+        return UserError(
+            f"{args.server}: this is not an HTTP port (gRPC?); drop --rest or use the REST port."
+        )
     return UserError(f"{args.server}: {error.code}: {error.message}")
 
 

@@ -21,6 +21,7 @@ Typical use (server with REST on 127.0.0.1:8501)::
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -38,6 +39,10 @@ from rnnserve.serving.json_tensors import json_to_array
 CODE_FOR_HTTP = {}
 for _code, _status in HTTP_STATUS.items():
     CODE_FOR_HTTP.setdefault(_status, _code)
+
+
+class NotHttpError(ServingError):
+    """The target does not answer HTTP/1.x, e.g. it is a gRPC port (use `PredictionClient` or the REST port)."""
 
 
 def _json_value(array: np.ndarray):
@@ -102,6 +107,10 @@ class RestClient:
             except (ValueError, KeyError, TypeError):
                 message = text or error.reason
             raise ServingError(CODE_FOR_HTTP.get(error.code, "UNKNOWN"), message) from None
+        except http.client.HTTPException:
+            raise NotHttpError(
+                "UNAVAILABLE", f"{self.base_url} does not answer HTTP/1.1 (a gRPC port?); use the REST port"
+            ) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise ServingError("UNAVAILABLE", f"cannot reach {self.base_url}: {reason}") from None

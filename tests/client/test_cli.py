@@ -26,9 +26,8 @@ def _run(tmp_path, *argv: str, merged: bool = False) -> subprocess.CompletedProc
     return subprocess.run(
         [sys.executable, "-m", "rnnserve", *argv],
         cwd=tmp_path,
-        capture_output=not merged,
-        stdout=subprocess.PIPE if merged else None,
-        stderr=subprocess.STDOUT if merged else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
         text=True,
         timeout=120,
     )
@@ -139,4 +138,12 @@ def test_the_grpc_client_on_the_rest_port_gets_one_line(tmp_path, rest_target, m
     assert result.returncode == 2
     assert result.stderr == (
         f"rnnserve status: error: {rest_target}: this is an HTTP port; use --rest or the gRPC port.\n"
+    )
+
+
+def test_the_rest_client_on_the_grpc_port_gets_one_line(tmp_path, grpc_target, model):
+    result = _run(tmp_path, "status", "--rest", "--server", grpc_target, "--model", model)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"rnnserve status: error: {grpc_target}: this is not an HTTP port (gRPC?); drop --rest or use the REST port.\n"
     )
