@@ -191,13 +191,9 @@ def generate(args: argparse.Namespace) -> int:
                 f"model {args.model} has no encode/decode signatures, so it cannot take a text prompt."
             )
         tokens = session.encode(args.prompt)
-        unknown = unknown_characters(args.prompt, tokens[0])
-        if unknown:
-            print(
-                f"rnnserve generate: note: the model's vocabulary has no {', '.join(map(repr, unknown))}; "
-                "the prompt feeds them as [UNK].",
-                file=sys.stderr,
-            )
+        note = unknown_prompt_note(args.prompt, tokens[0])
+        if note:
+            print(f"rnnserve generate: note: {note}", file=sys.stderr)
         session.feed(tokens)
         _stream(session, args)
     except ServingError as error:
@@ -207,25 +203,29 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def unknown_characters(prompt: str, tokens) -> list[str]:
-    """The distinct characters of `prompt` that `encode` turned into [UNK], in order of appearance.
+def unknown_prompt_note(prompt: str, tokens) -> str | None:
+    """What of `prompt` the model's `encode` turned into [UNK], in one sentence (None if nothing).
 
-    Exact for character-level vocabularies (one token per character). With
-    a word-level one the tokens are words, so the characters cannot be named:
-    "[UNK] x N" (N unknown words) is returned instead.
+    Names the distinct characters, in order of appearance, for a
+    character-level vocabulary (one token per character); with a word-level
+    one the tokens are words, so it counts them.
 
     Example:
 
-    >>> unknown_characters("café", [3, 1, 6, 0])   # 0 is [UNK]
-    ['é']
+    >>> unknown_prompt_note("café", [3, 1, 6, 0])   # 0 is [UNK]
+    "the model's vocabulary has no 'é'; the prompt feeds it as [UNK]."
     """
     tokens = [int(token) for token in tokens]
-    if contract.UNK_TOKEN_ID not in tokens:
-        return []
+    count = tokens.count(contract.UNK_TOKEN_ID)
+    if not count:
+        return None
     if len(tokens) != len(prompt):
-        return [f"[UNK] x {tokens.count(contract.UNK_TOKEN_ID)}"]
-    unknown = [char for char, token in zip(prompt, tokens) if token == contract.UNK_TOKEN_ID]
-    return list(dict.fromkeys(unknown))
+        if count == 1:
+            return "1 word of the prompt is not in the model's vocabulary; it is fed as [UNK]."
+        return f"{count} words of the prompt are not in the model's vocabulary; they are fed as [UNK]."
+    unknown = list(dict.fromkeys(c for c, token in zip(prompt, tokens) if token == contract.UNK_TOKEN_ID))
+    them = "it" if len(unknown) == 1 else "them"
+    return f"the model's vocabulary has no {', '.join(map(repr, unknown))}; the prompt feeds {them} as [UNK]."
 
 
 def _stream(session, args: argparse.Namespace) -> None:

@@ -147,3 +147,13 @@ def test_the_rest_client_on_the_grpc_port_gets_one_line(tmp_path, grpc_target, m
     assert result.stderr == (
         f"rnnserve status: error: {grpc_target}: this is not an HTTP port (gRPC?); drop --rest or use the REST port.\n"
     )
+
+
+def test_a_word_level_prompt_counts_its_unknown_words():
+    from rnnserve.serving.cli_client import unknown_prompt_note
+
+    # Three words, two of them [UNK] (id 0): the characters cannot be named, the words are counted.
+    assert unknown_prompt_note("the zyzzyva quux", [4, 0, 0]) == (
+        "2 words of the prompt are not in the model's vocabulary; they are fed as [UNK]."
+    )
+    assert unknown_prompt_note("the cat", [4, 9]) is None
