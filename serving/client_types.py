@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
 from rnnserve.serving import protos, tensors
 from rnnserve.serving.errors import CODES
 

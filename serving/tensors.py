@@ -31,6 +31,7 @@ import itertools
 import math
 
 import numpy as np
+
 from rnnserve.serving import protos
 
 # dtype enum -> (numpy dtype, TensorProto field holding the values).

@@ -22,7 +22,6 @@ import textwrap
 import types
 
 import pytest
-
 from google.protobuf import any_pb2, descriptor_pool, wrappers_pb2
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import (
