@@ -14,10 +14,10 @@ measuring its site-packages on disk. Then, in fresh processes (median of
 pip's cache is left as it is (a warm cache makes the install times mostly
 unpacking); the machine's load is recorded with the results.
 
-    python benchmarks/client_install.py            # writes benchmarks/results/client-install.json
+    .venv/bin/python benchmarks/client_install.py   # writes benchmarks/results/client-install.json
 
-Run from the repository root, with any Python >= 3.11 (it needs nothing
-installed itself).
+Run from the repository root with a Python that has rnnserve installed (for
+`rnnserve.benchmarks.machine`); the measured venvs are made from scratch.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from rnnserve.benchmarks import machine
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "client-install.json"
@@ -119,9 +121,6 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="Fresh processes per import (default 5).")
     parser.add_argument("--out", default=str(RESULTS), help="Results file (default: %(default)s).")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks import machine  # the repository's module, run without installing anything
-
     root = pathlib.Path(tempfile.mkdtemp(prefix="rnnserve-install-bench-"))
     results = {"machine": machine.describe(), "runs": args.runs, "installs": {}}
     try:
