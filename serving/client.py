@@ -3,9 +3,10 @@
 Works unchanged against the embedded server (`rnnserve serve`) and a real
 `tensorflow_model_server`. Needs numpy, grpcio and protobuf only: the
 messages are `serving.protos`' wire-compatible copies of TF Serving's, so
-neither TensorFlow nor `tensorflow-serving-api` is imported. Every call names the model and
-signature explicitly and carries a deadline; failures raise
-`serving.errors.ServingError` with the server's status code and message.
+neither TensorFlow nor `tensorflow-serving-api` is imported. Every call
+names the model and signature explicitly and carries a deadline; failures
+raise `serving.errors.ServingError` with the server's status code and
+message (`HttpPortError` when the target is a REST port).
 
 Typical use (server on 127.0.0.1:8500)::
 
