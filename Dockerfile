@@ -21,7 +21,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # The whole context minus .dockerignore (caches, runs, tests); exports stay in it: EXPORT_DIR copies one.
 COPY . .
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir './[full]'
 COPY ${EXPORT_DIR} /build/provided/
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN if find /build/provided -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9]+' | grep -q .; then \

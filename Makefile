@@ -1,21 +1,24 @@
 # Two commands: `make demo` (the main job) and `make test` (the whole suite).
 # Both create .venv on first use; nothing outside the checkout is touched.
+# `make test-client` (CI runs it after `make test`) builds the client-only
+# install in $(CLIENT_VENV) and tests it against a server from .venv.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
+CLIENT_VENV ?= .venv-client
 
-.PHONY: demo test bench bench-quick lint clean
+.PHONY: demo test test-client bench bench-quick lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-run: pyproject.toml | $(PY)
-	$(PIP) install -e .
+	$(PIP) install -e '.[full]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PIP) install -e '.[dev,torch]'
+	$(PIP) install -e '.[full,dev,torch]'
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run
@@ -23,6 +26,14 @@ demo: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -n 2 --durations=15
+
+# A fresh client-only venv (`pip install .`: no TensorFlow, no Keras), checked
+# and tested against `rnnserve serve` from .venv on free loopback ports.
+test-client: $(VENV)/.installed-dev
+	rm -rf $(CLIENT_VENV)
+	$(PYTHON) -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/python -m pip --disable-pip-version-check --quiet install . 'pytest>=8,<10'
+	$(PY) tests/client/serve_and_run.py --client-python $(CLIENT_VENV)/bin/python
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
@@ -36,4 +47,4 @@ bench-quick: $(VENV)/.installed-dev
 	$(PY) -m rnnserve bench all --quick
 
 clean:
-	rm -rf $(VENV) runs exports demo .pytest_cache
+	rm -rf $(VENV) $(CLIENT_VENV) runs exports demo .pytest_cache build

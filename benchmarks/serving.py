@@ -136,8 +136,8 @@ def _through_server(server, state_width, clients, requests):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
     request.model_spec.signature_name = "step"
-    request.inputs["tokens"].CopyFrom(to_tensor_proto(np.ones((1, 1), np.int32)))
-    request.inputs["state"].CopyFrom(to_tensor_proto(np.zeros((1, state_width), np.float32)))
+    to_tensor_proto(np.ones((1, 1), np.int32), out=request.inputs["tokens"])
+    to_tensor_proto(np.zeros((1, state_width), np.float32), out=request.inputs["state"])
     channels = [grpc.insecure_channel(f"127.0.0.1:{server.port}") for _ in range(clients)]
     stubs = [prediction_service_pb2_grpc.PredictionServiceStub(channel) for channel in channels]
     for stub in stubs:

@@ -32,6 +32,7 @@ SEED = "seed"  # int64 ()
 PROMPT = "prompt"  # string (B,)
 TEXT = "text"  # string (B,)
 LENGTHS = "lengths"  # int32 (B,): tokens per row of `encode`
+UNK_TOKEN_ID = 0  # `[UNK]`'s id in every vocabulary: what `encode` gives an unknown character or word
 
 # Files in a version directory's assets.extra/ (paths relative to the version).
 ASSETS_EXTRA = "assets.extra"

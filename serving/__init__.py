@@ -19,7 +19,8 @@ goes front end -> `server_core` -> `servable_inference` -> `servable`:
 | `errors`               | TF Serving's status codes, messages and HTTP map; TensorFlow errors as ServingErrors |
 | `tensors`, `json_tensors`, `json_examples` | numpy <-> TensorProto / REST JSON |
 | `metrics`              | Prometheus metrics with TF Serving's names |
-| `client`, `rest_client`, `session` | client library (numpy + grpc + protos) |
+| `client`, `rest_client`, `session` | client library (numpy + grpcio + `protos`; no TensorFlow) |
+| `protos`               | TF Serving's API messages and stubs without TensorFlow, in a private descriptor pool |
 | `cli`, `cli_client`    | `rnnserve serve / predict / status / metadata / generate` |
 
 See docs/serving.md.

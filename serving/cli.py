@@ -1,8 +1,9 @@
 """`rnnserve serve | predict | status | metadata | generate`: the serving commands.
 
-`register(subparsers)` adds them to the `rnnserve` command; the work is in
-`serving.server` (serve) and `serving.cli_client` (the client commands).
-Nothing heavy is imported until a command runs.
+`register_server(subparsers)` and `register_clients(subparsers)` add them to
+the `rnnserve` command; the work is in `serving.server` (serve) and
+`serving.cli_client` (the client commands). Registering the client commands
+imports nothing beyond argparse, so they run in the client-only install.
 
 Typical use::
 
@@ -58,7 +59,13 @@ def _add_version_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    """Adds the serving subcommands to the `rnnserve` parser."""
+    """Adds every serving subcommand to the `rnnserve` parser."""
+    register_server(subparsers)
+    register_clients(subparsers)
+
+
+def register_server(subparsers) -> None:
+    """Adds `serve` to the `rnnserve` parser (needs the full install: TF Serving's config protos)."""
     from rnnserve.serving.config import add_server_flags
 
     serve = subparsers.add_parser(
@@ -69,6 +76,9 @@ def register(subparsers) -> None:
     add_server_flags(serve)
     serve.set_defaults(func=_serve)
 
+
+def register_clients(subparsers) -> None:
+    """Adds `predict`, `status`, `metadata` and `generate` to the `rnnserve` parser."""
     predict = subparsers.add_parser("predict", help="Call a signature of a served model.")
     _add_client_flags(predict)
     _add_version_flags(predict)

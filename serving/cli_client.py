@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from rnnserve import contract
 from rnnserve.errors import UserError
 from rnnserve.serving.errors import ServingError
 
@@ -42,6 +43,15 @@ def _client(args: argparse.Namespace):
 
 
 def _user_error(error: ServingError, args: argparse.Namespace) -> UserError:
+    from rnnserve.serving.client import HttpPortError
+    from rnnserve.serving.rest_client import NotHttpError
+
+    if isinstance(error, HttpPortError):
+        return UserError(f"{args.server}: this is an HTTP port; use --rest or the gRPC port.")
+    if isinstance(error, NotHttpError):
+        return UserError(
+            f"{args.server}: this is not an HTTP port (gRPC?); drop --rest or use the REST port."
+        )
     return UserError(f"{args.server}: {error.code}: {error.message}")
 
 
@@ -180,16 +190,58 @@ def generate(args: argparse.Namespace) -> int:
             raise UserError(
                 f"model {args.model} has no encode/decode signatures, so it cannot take a text prompt."
             )
-        session.feed_text(args.prompt)
-        sys.stdout.write(args.prompt)  # the text continues the prompt, as it will be read
+        tokens = session.encode(args.prompt)
+        note = unknown_prompt_note(args.prompt, tokens[0])
+        if note:
+            print(f"rnnserve generate: note: {note}", file=sys.stderr)
+        session.feed(tokens)
+        _stream(session, args)
+    except ServingError as error:
+        raise _user_error(error, args) from None
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return 0
+
+
+def unknown_prompt_note(prompt: str, tokens) -> str | None:
+    """What of `prompt` the model's `encode` turned into [UNK], in one sentence (None if nothing).
+
+    Names the distinct characters, in order of appearance, for a
+    character-level vocabulary (one token per character); with a word-level
+    one the tokens are words, so it counts them.
+
+    Example:
+
+    >>> unknown_prompt_note("café", [3, 1, 6, 0])   # 0 is [UNK]
+    "the model's vocabulary has no 'é'; the prompt feeds it as [UNK]."
+    """
+    tokens = [int(token) for token in tokens]
+    count = tokens.count(contract.UNK_TOKEN_ID)
+    if not count:
+        return None
+    if len(tokens) != len(prompt):
+        if count == 1:
+            return "1 word of the prompt is not in the model's vocabulary; it is fed as [UNK]."
+        return f"{count} words of the prompt are not in the model's vocabulary; they are fed as [UNK]."
+    unknown = list(dict.fromkeys(c for c, token in zip(prompt, tokens) if token == contract.UNK_TOKEN_ID))
+    them = "it" if len(unknown) == 1 else "them"
+    return f"the model's vocabulary has no {', '.join(map(repr, unknown))}; the prompt feeds {them} as [UNK]."
+
+
+def _stream(session, args: argparse.Namespace) -> None:
+    """Writes the prompt, then each decoded chunk as it comes; always ends the line.
+
+    The final newline is written even when a call fails or the user presses
+    Ctrl-C, so an error message (on stderr) starts on a line of its own.
+    """
+    sys.stdout.write(args.prompt)  # the text continues the prompt, as it will be read
+    sys.stdout.flush()
+    try:
         for chunk in session.stream(
             args.max_new_tokens, args.chunk, temperature=args.temperature, top_k=args.top_k
         ):
             sys.stdout.write(session.decode(chunk)[0])
             sys.stdout.flush()
-    except ServingError as error:
-        raise _user_error(error, args) from None
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    sys.stdout.write("\n")
-    return 0
+    finally:
+        sys.stdout.write("\n")
+        sys.stdout.flush()

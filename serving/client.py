@@ -1,11 +1,12 @@
 """`PredictionClient`: numpy in, numpy out, over TF Serving's gRPC API.
 
 Works unchanged against the embedded server (`rnnserve serve`) and a real
-`tensorflow_model_server`. Needs numpy, grpc and the `tensorflow-serving-api`
-protos only (importing those protos imports the `tensorflow` package, but
-no TensorFlow op runs on the client path). Every call names the model and
-signature explicitly and carries a deadline; failures raise
-`serving.errors.ServingError` with the server's status code and message.
+`tensorflow_model_server`. Needs numpy, grpcio and protobuf only: the
+messages are `serving.protos`' wire-compatible copies of TF Serving's, so
+neither TensorFlow nor `tensorflow-serving-api` is imported. Every call
+names the model and signature explicitly and carries a deadline; failures
+raise `serving.errors.ServingError` with the server's status code and
+message (`HttpPortError` when the target is a REST port).
 
 Typical use (server on 127.0.0.1:8500)::
 
@@ -20,21 +21,20 @@ from __future__ import annotations
 import grpc
 from google.protobuf import text_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_management_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
-from tensorflow_serving.config import model_server_config_pb2
 
-from rnnserve.serving import tensors
+from rnnserve.serving import protos, tensors
 from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
 from rnnserve.serving.errors import ServingError
+from rnnserve.serving.protos import services
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# What grpc reports when the port answers HTTP/1.x (a REST port) instead of HTTP/2.
+_HTTP1_SIGNS = ("Failed parsing HTTP/2", "http1.x server")
+
+
+class HttpPortError(ServingError):
+    """The target answered HTTP/1.x, not gRPC: it is a REST port (use `RestClient` or the gRPC port)."""
 
 
 def tls_credentials(
@@ -102,15 +102,20 @@ class PredictionClient:
         else:
             self._channel = grpc.secure_channel(target, credentials, options=options)
         self.target, self.timeout = target, timeout
-        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._predictions = services.PredictionServiceStub(self._channel)
+        self._models = services.ModelServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def _call(self, method, request):
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
-            raise ServingError(error.code().name, error.details() or "") from None
+            details = error.details() or ""
+            if error.code() == grpc.StatusCode.UNAVAILABLE and any(sign in details for sign in _HTTP1_SIGNS):
+                raise HttpPortError(
+                    "UNAVAILABLE", f"{self.target} is an HTTP port, not gRPC; use RestClient or the gRPC port"
+                ) from None
+            raise ServingError(error.code().name, details) from None
 
     def predict(
         self,
@@ -131,10 +136,10 @@ class PredictionClient:
             output_filter: aliases to return (default: all).
             version / version_label: pin a version (default: the latest).
         """
-        request = predict_pb2.PredictRequest()
+        request = protos.PredictRequest()
         model_spec_fields(request.model_spec, model, signature_name, version, version_label)
         for alias, value in inputs.items():
-            request.inputs[alias].CopyFrom(tensors.to_tensor_proto(value))
+            tensors.to_tensor_proto(value, out=request.inputs[alias])
         request.output_filter.extend(output_filter)
         response = self._call(self._predictions.Predict, request)
         arrays = {alias: tensors.to_ndarray(proto) for alias, proto in response.outputs.items()}
@@ -150,21 +155,22 @@ class PredictionClient:
         self, model: str, version: int | None = None, version_label: str | None = None
     ) -> ModelMetadata:
         """The served version's signatures (GetModelMetadata with `signature_def`)."""
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request = protos.GetModelMetadataRequest(metadata_field=["signature_def"])
         model_spec_fields(request.model_spec, model, None, version, version_label)
         return ModelMetadata.from_response(self._call(self._predictions.GetModelMetadata, request))
 
     def status(self, model: str, version: int | None = None, version_label: str | None = None) -> list:
         """GetModelStatus: a `VersionStatus` per known version."""
-        request = get_model_status_pb2.GetModelStatusRequest()
+        request = protos.GetModelStatusRequest()
         model_spec_fields(request.model_spec, model, None, version, version_label)
         return statuses_from_response(self._call(self._models.GetModelStatus, request))
 
     def reload_config(self, config) -> None:
-        """HandleReloadConfigRequest with a ModelServerConfig (message or text format)."""
+        """HandleReloadConfigRequest with a ModelServerConfig (text format, or a message of either pool)."""
         if isinstance(config, str):
-            config = text_format.Parse(config, model_server_config_pb2.ModelServerConfig())
-        request = model_management_pb2.ReloadConfigRequest(config=config)
+            config = text_format.Parse(config, protos.ModelServerConfig())
+        request = protos.ReloadConfigRequest()
+        request.config.ParseFromString(config.SerializeToString())  # TensorFlow's or ours
         self._call(self._models.HandleReloadConfigRequest, request)
 
     def health(self, service: str = "") -> str:

@@ -1,7 +1,7 @@
 """What the clients return: plain Python views of TF Serving's response protos.
 
 Both `PredictionClient` (gRPC) and `RestClient` build these from the same
-protos (the REST client parses the JSON back into them), so code written
+protos (`serving.protos`, no TensorFlow needed) (the REST client parses the JSON back into them), so code written
 against one works against the other.
 
 Example:
@@ -18,9 +18,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from rnnserve.serving import tensors
+from rnnserve.serving import protos, tensors
 from rnnserve.serving.errors import CODES
 
 
@@ -72,8 +71,9 @@ class ModelMetadata:
         return cls(model_spec.name, model_spec.version.value, signatures)
 
     @classmethod
-    def from_response(cls, response: get_model_metadata_pb2.GetModelMetadataResponse) -> ModelMetadata:
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
+    def from_response(cls, response) -> ModelMetadata:
+        """From a GetModelMetadataResponse whose `signature_def` entry packs a SignatureDefMap."""
+        signature_map = protos.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
         return cls.from_protos(response.model_spec, signature_map)
 
@@ -88,12 +88,12 @@ class VersionStatus:
     error_message: str
 
 
-def statuses_from_response(response: get_model_status_pb2.GetModelStatusResponse) -> list[VersionStatus]:
+def statuses_from_response(response) -> list[VersionStatus]:
     """The versions of a GetModelStatusResponse, in the server's order."""
     return [
         VersionStatus(
             entry.version,
-            get_model_status_pb2.ModelVersionStatus.State.Name(entry.state),
+            protos.ModelVersionStatus.State.Name(entry.state),
             CODES[entry.status.error_code] if 0 <= entry.status.error_code < len(CODES) else "UNKNOWN",
             entry.status.error_message,
         )

@@ -21,6 +21,7 @@ Typical use (server with REST on 127.0.0.1:8501)::
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -28,8 +29,8 @@ import urllib.request
 
 import numpy as np
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
+from rnnserve.serving import protos
 from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
 from rnnserve.serving.errors import HTTP_STATUS, ServingError
 from rnnserve.serving.json_tensors import json_to_array
@@ -38,6 +39,10 @@ from rnnserve.serving.json_tensors import json_to_array
 CODE_FOR_HTTP = {}
 for _code, _status in HTTP_STATUS.items():
     CODE_FOR_HTTP.setdefault(_status, _code)
+
+
+class NotHttpError(ServingError):
+    """The target does not answer HTTP/1.x, e.g. it is a gRPC port (use `PredictionClient` or the REST port)."""
 
 
 def _json_value(array: np.ndarray):
@@ -104,6 +109,10 @@ class RestClient:
             except (ValueError, KeyError, TypeError):
                 message = text or error.reason
             raise ServingError(CODE_FOR_HTTP.get(error.code, "UNKNOWN"), message) from None
+        except http.client.HTTPException:
+            raise NotHttpError(
+                "UNAVAILABLE", f"{self.base_url} does not answer HTTP/1.1 (a gRPC port?); use the REST port"
+            ) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise ServingError("UNAVAILABLE", f"cannot reach {self.base_url}: {reason}") from None
@@ -113,9 +122,9 @@ class RestClient:
     ) -> ModelMetadata:
         """GET .../metadata, parsed into the same ModelMetadata the gRPC client returns."""
         doc = self._request(self._path(model, version, version_label) + "/metadata")
-        spec = json_format.ParseDict(doc["model_spec"], model_pb2.ModelSpec())
+        spec = json_format.ParseDict(doc["model_spec"], protos.ModelSpec(), descriptor_pool=protos.POOL)
         signature_map = json_format.ParseDict(
-            doc["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap()
+            doc["metadata"]["signature_def"], protos.SignatureDefMap(), descriptor_pool=protos.POOL
         )
         return ModelMetadata.from_protos(spec, signature_map)
 
@@ -123,7 +132,7 @@ class RestClient:
         """GET /v1/models/NAME[...]: a VersionStatus per known version."""
         doc = self._request(self._path(model, version, version_label))
         return statuses_from_response(
-            json_format.ParseDict(doc, get_model_status_pb2.GetModelStatusResponse())
+            json_format.ParseDict(doc, protos.GetModelStatusResponse(), descriptor_pool=protos.POOL)
         )
 
     def _signature(self, model, version, version_label, signature_name):

@@ -10,7 +10,7 @@ Example:
 ```python
 request = predict_pb2.PredictRequest()
 request.model_spec.name = "charlm"
-request.inputs["tokens"].CopyFrom(tensors.to_tensor_proto(np.array([[1, 2]], np.int32)))
+tensors.to_tensor_proto(np.array([[1, 2]], np.int32), out=request.inputs["tokens"])
 outputs = predict(servable, request.model_spec.signature_name, request.inputs)
 sorted(outputs)
 # ['logits']

@@ -24,13 +24,19 @@ session = Session(PredictionClient("127.0.0.1:8500"), "charlm")
 session.feed_text("The ")
 session.generate_text(20, temperature=0.0)    # 20 characters
 # 'quick brown fox jump'
-other = session.fork()                          # same past, separate future
+other = session.fork()                          # same past, independent future
 ```
+
+A fork samples with a seed stream of its own, derived from its parent's seed,
+the parent's position and the number of forks it has taken (`fork_seed`), so
+parent and fork draw different continuations, and running the same program
+again draws the same ones. An explicit `seed=` reproduces exactly anywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 
 import numpy as np
@@ -41,11 +47,27 @@ from rnnserve.serving.errors import ServingError
 # Each generate call of a session samples with its own seed, derived from the
 # session seed and the call count, so chunks are not copies of each other.
 SEED_STRIDE = 1_000_003
+SEED_RANGE = 2**63  # the contract's `seed` is an int64; seeds stay non-negative
+
+
+def fork_seed(seed: int, calls: int, forks: int) -> int:
+    """The base seed of a fork: a hash of the parent's seed, its call count and its fork count.
+
+    Different forks (of one session, or at different points of it) get
+    unrelated seed streams; the same fork of the same history gets the same.
+
+    Example:
+
+    >>> fork_seed(0, 3, 0) != fork_seed(0, 3, 1)
+    True
+    """
+    digest = hashlib.blake2b(f"rnnserve-fork:{seed}:{calls}:{forks}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % SEED_RANGE
 
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-    """Everything needed to resume a session: model, version, state, pending tokens, seed."""
+    """Everything needed to resume a session: model, version, state, pending tokens, seed stream."""
 
     model: str
     version: int
@@ -53,6 +75,7 @@ class Snapshot:
     pending: np.ndarray  # (B, k) int32
     seed: int
     calls: int
+    forks: int = 0  # forks taken so far (the next fork's seed depends on it)
 
     def to_bytes(self) -> bytes:
         """Serializes the snapshot (a numpy .npz)."""
@@ -65,11 +88,13 @@ class Snapshot:
             pending=self.pending,
             seed=self.seed,
             calls=self.calls,
+            forks=self.forks,
         )
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Snapshot:
+        """The snapshot `to_bytes` wrote."""
         with np.load(io.BytesIO(data), allow_pickle=False) as fields:
             return cls(
                 str(fields["model"]),
@@ -78,6 +103,7 @@ class Snapshot:
                 fields["pending"].astype(np.int32),
                 int(fields["seed"]),
                 int(fields["calls"]),
+                int(fields["forks"]) if "forks" in fields else 0,
             )
 
 
@@ -108,7 +134,7 @@ class Session:
         state_info = metadata.signatures[contract.GENERATE].inputs[contract.STATE]
         self.state_size = state_info.shape[-1]
         self.has_text = contract.ENCODE in metadata.signatures and contract.DECODE in metadata.signatures
-        self.seed, self.calls = seed, 0
+        self.seed, self.calls, self.forks = seed, 0, 0
         self.state = np.zeros((batch_size, self.state_size), np.float32)  # (B, S)
         self.pending = np.zeros((batch_size, 0), np.int32)  # (B, k)
 
@@ -174,7 +200,7 @@ class Session:
         if self.pending.shape[1] == 0:
             raise ValueError("Nothing to continue from: feed a prompt (at least one token) first.")
         if seed is None:
-            seed = (self.seed + SEED_STRIDE * self.calls) % 2**63
+            seed = (self.seed + SEED_STRIDE * self.calls) % SEED_RANGE
         outputs = self._predict(
             contract.GENERATE,
             {
@@ -211,14 +237,30 @@ class Session:
         return texts[0] if self.batch_size == 1 else texts
 
     # -- fork, snapshot, restore -------------------------------------------
-    def fork(self) -> Session:
-        """An independent copy: same past, its own future (and the same client)."""
-        return self.restore(self.client, self.snapshot())
+    def fork(self, seed: int | None = None) -> Session:
+        """An independent copy: same past, its own future (and the same client).
+
+        Args:
+            seed: the fork's base seed (default: `fork_seed` of this session's
+                seed stream and position, different for every fork taken).
+        """
+        if seed is None:
+            seed = fork_seed(self.seed, self.calls, self.forks)
+        self.forks += 1
+        branch = self.restore(self.client, self.snapshot())
+        branch.seed, branch.calls, branch.forks = seed, 0, 0
+        return branch
 
     def snapshot(self) -> Snapshot:
         """The session's current position, to resume later (also across processes)."""
         return Snapshot(
-            self.model, self.version, self.state.copy(), self.pending.copy(), self.seed, self.calls
+            self.model,
+            self.version,
+            self.state.copy(),
+            self.pending.copy(),
+            self.seed,
+            self.calls,
+            self.forks,
         )
 
     @classmethod
@@ -235,9 +277,6 @@ class Session:
             raise ValueError(
                 f"Snapshot state width {snapshot.state.shape[1]} does not match the model's {session.state_size}."
             )
-        session.state, session.pending, session.calls = (
-            snapshot.state.copy(),
-            snapshot.pending.copy(),
-            snapshot.calls,
-        )
+        session.state, session.pending = snapshot.state.copy(), snapshot.pending.copy()
+        session.calls, session.forks = snapshot.calls, snapshot.forks
         return session

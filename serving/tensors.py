@@ -14,7 +14,9 @@ Encoding writes `tensor_content` for numeric arrays (compact, what
 `tf.make_tensor_proto` does) or, with `use_tensor_content=False`, the typed
 fields (what TF Serving's `AsProtoField` puts in a PredictResponse).
 
-Only numpy and the protobuf classes are needed: no TensorFlow ops run here.
+Only numpy and the protobuf runtime are needed, never TensorFlow: the dtype
+enums come from `serving.protos`, and both TensorFlow's TensorProto class and
+the one of `serving.protos` are read (and filled, with `out=`) alike.
 
 Example:
 
@@ -29,25 +31,26 @@ import itertools
 import math
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from rnnserve.serving import protos
 
 # dtype enum -> (numpy dtype, TensorProto field holding the values).
 _DTYPES = {
-    types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
-    types_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
-    types_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
-    types_pb2.DT_INT8: (np.dtype(np.int8), "int_val"),
-    types_pb2.DT_INT16: (np.dtype(np.int16), "int_val"),
-    types_pb2.DT_INT32: (np.dtype(np.int32), "int_val"),
-    types_pb2.DT_INT64: (np.dtype(np.int64), "int64_val"),
-    types_pb2.DT_UINT8: (np.dtype(np.uint8), "int_val"),
-    types_pb2.DT_UINT16: (np.dtype(np.uint16), "int_val"),
-    types_pb2.DT_UINT32: (np.dtype(np.uint32), "uint32_val"),
-    types_pb2.DT_UINT64: (np.dtype(np.uint64), "uint64_val"),
-    types_pb2.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
-    types_pb2.DT_COMPLEX64: (np.dtype(np.complex64), "scomplex_val"),
-    types_pb2.DT_COMPLEX128: (np.dtype(np.complex128), "dcomplex_val"),
-    types_pb2.DT_STRING: (np.dtype(object), "string_val"),
+    protos.DT_FLOAT: (np.dtype(np.float32), "float_val"),
+    protos.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
+    protos.DT_HALF: (np.dtype(np.float16), "half_val"),
+    protos.DT_INT8: (np.dtype(np.int8), "int_val"),
+    protos.DT_INT16: (np.dtype(np.int16), "int_val"),
+    protos.DT_INT32: (np.dtype(np.int32), "int_val"),
+    protos.DT_INT64: (np.dtype(np.int64), "int64_val"),
+    protos.DT_UINT8: (np.dtype(np.uint8), "int_val"),
+    protos.DT_UINT16: (np.dtype(np.uint16), "int_val"),
+    protos.DT_UINT32: (np.dtype(np.uint32), "uint32_val"),
+    protos.DT_UINT64: (np.dtype(np.uint64), "uint64_val"),
+    protos.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
+    protos.DT_COMPLEX64: (np.dtype(np.complex64), "scomplex_val"),
+    protos.DT_COMPLEX128: (np.dtype(np.complex128), "dcomplex_val"),
+    protos.DT_STRING: (np.dtype(object), "string_val"),
 }
 _ENUM_OF = {numpy_dtype: enum for enum, (numpy_dtype, _) in _DTYPES.items()}
 
@@ -63,7 +66,7 @@ class TensorTooLarge(TensorError):
 def dtype_name(enum: int) -> str:
     """The short TensorFlow name of a DataType enum: DT_FLOAT -> 'float'."""
     try:
-        name = types_pb2.DataType.Name(enum)
+        name = protos.DataType.Name(enum)
     except ValueError:
         return f"unknown dtype {enum}"
     return name[3:].lower() if name.startswith("DT_") else name
@@ -80,13 +83,13 @@ def dtype_enum(dtype) -> int:
     """The DataType enum for a numpy dtype; strings and bytes are DT_STRING."""
     dtype = np.dtype(dtype)
     if dtype.kind in "OSU":
-        return types_pb2.DT_STRING
+        return protos.DT_STRING
     if dtype not in _ENUM_OF:
         raise TensorError(f"numpy dtype {dtype} has no TensorFlow equivalent")
     return _ENUM_OF[dtype]
 
 
-def shape_of(shape_proto: tensor_shape_pb2.TensorShapeProto) -> tuple[int, ...] | None:
+def shape_of(shape_proto) -> tuple[int, ...] | None:
     """A TensorShapeProto as a tuple (-1 for unknown dimensions), None if rank is unknown."""
     if shape_proto.unknown_rank:
         return None
@@ -102,7 +105,7 @@ def _strings(array: np.ndarray) -> list[bytes]:
     return [item.encode("utf-8") if isinstance(item, str) else bytes(item) for item in array.ravel()]
 
 
-def to_tensor_proto(value, dtype=None, use_tensor_content: bool = True) -> tensor_pb2.TensorProto:
+def to_tensor_proto(value, dtype=None, use_tensor_content: bool = True, out=None):
     """Encodes an array-like as a TensorProto.
 
     Args:
@@ -110,9 +113,12 @@ def to_tensor_proto(value, dtype=None, use_tensor_content: bool = True) -> tenso
         dtype: optional numpy dtype to cast to first (default: keep `value`'s).
         use_tensor_content: write numeric values as raw bytes (`tensor_content`,
             default True) or into the typed repeated field (False).
+        out: an empty TensorProto to fill, of either pool (TensorFlow's, or
+            `serving.protos`'); e.g. `request.inputs["tokens"]`. Default: a
+            new `serving.protos.TensorProto`.
 
     Returns:
-        A TensorProto with dtype, shape and values set.
+        `out` (or the new TensorProto) with dtype, shape and values set.
 
     Example:
 
@@ -121,10 +127,11 @@ def to_tensor_proto(value, dtype=None, use_tensor_content: bool = True) -> tenso
     """
     array = np.asarray(value) if dtype is None else np.asarray(value, dtype=dtype)
     enum = dtype_enum(array.dtype)
-    proto = tensor_pb2.TensorProto(dtype=enum)
+    proto = protos.TensorProto() if out is None else out
+    proto.dtype = enum
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
-    if enum == types_pb2.DT_STRING:
+    if enum == protos.DT_STRING:
         proto.string_val.extend(_strings(array))
         return proto
     numpy_type, field = _DTYPES[enum]
@@ -140,11 +147,11 @@ def to_tensor_proto(value, dtype=None, use_tensor_content: bool = True) -> tenso
     return proto
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto, max_bytes: int | None = None) -> np.ndarray:
+def to_ndarray(proto, max_bytes: int | None = None) -> np.ndarray:
     """Decodes a TensorProto into a numpy array (object array of bytes for strings).
 
     Args:
-        proto: the TensorProto.
+        proto: the TensorProto (TensorFlow's or `serving.protos`').
         max_bytes: reject tensors whose decoded array would take more bytes
             than this (elements x item size; 8 bytes, one pointer, per string).
             Checked before anything is allocated, so a 29-byte proto whose
@@ -173,7 +180,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto, max_bytes: int | None = None) -> n
             f"more than the limit of {max_bytes}"
         )
     if proto.tensor_content:
-        if proto.dtype == types_pb2.DT_STRING:
+        if proto.dtype == protos.DT_STRING:
             raise TensorError("a DT_STRING tensor cannot use tensor_content")
         if len(proto.tensor_content) != size:
             raise TensorError(f"tensor_content has {len(proto.tensor_content)} bytes, expected {size}")
@@ -199,9 +206,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto, max_bytes: int | None = None) -> n
     elif per_element == 2:
         flat = flat.view(numpy_type)
     if flat.size == 0:  # an empty field means zeros ("" for strings)
-        flat = (
-            np.array([b""], dtype=object) if proto.dtype == types_pb2.DT_STRING else np.zeros(1, numpy_type)
-        )
+        flat = np.array([b""], dtype=object) if proto.dtype == protos.DT_STRING else np.zeros(1, numpy_type)
     if flat.size < count:  # TF pads a short field with its last value
         padded = np.empty(count, dtype=numpy_type)
         padded[: flat.size] = flat

@@ -89,7 +89,7 @@ def test_every_copy_source_exists_in_the_build_context():
 def test_build_stage_trains_and_exports_where_the_serving_stages_copy_from():
     found, _ = stages()
     build = " ".join(rest for _, rest in found["build"])
-    assert "pip install --no-cache-dir ." in build
+    assert "pip install --no-cache-dir './[full]'" in build  # the server and training stack
     assert (
         'rnnserve train charlm --time-budget "${TIME_BUDGET}" --out /build/run --export-base "/build/export/${MODEL_NAME}"'
         in build

@@ -10,7 +10,7 @@ from conftest import LM, lm_generate_inputs
 
 from rnnserve.serving.client import PredictionClient
 from rnnserve.serving.rest_client import RestClient
-from rnnserve.serving.session import Session, Snapshot
+from rnnserve.serving.session import Session, Snapshot, fork_seed
 
 PROMPT = np.array([[5, 9, 12, 1]], np.int32)
 
@@ -65,6 +65,20 @@ def test_fork_gives_two_independent_continuations(client, direct):
     np.testing.assert_array_equal(replay2.generate(8, temperature=1.0, seed=2), b)
     np.testing.assert_array_equal(replay2.generate(4, temperature=0.0), fork_again)
     assert other.version == session.version == 1
+
+
+def test_default_seed_forks_sample_their_own_seed_stream(client, direct):
+    session = Session(client, LM, seed=11)
+    session.feed(PROMPT)
+    history = np.concatenate([PROMPT, session.generate(3, temperature=0.0)], axis=1)
+    first, second = session.fork(), session.fork()
+    drawn = [branch.generate(16, temperature=1.0) for branch in (session, first, second)]
+    for branch_seed, tokens in zip((11 + 1_000_003, fork_seed(11, 1, 0), fork_seed(11, 1, 1)), drawn):
+        expected = direct(
+            "generate", **lm_generate_inputs(history, max_new_tokens=16, temperature=1.0, seed=branch_seed)
+        )
+        np.testing.assert_array_equal(tokens, expected["tokens"])
+    assert len({tokens.tobytes() for tokens in drawn}) == 3  # same past, three different futures
 
 
 def test_snapshot_bytes_restore_to_the_same_future(client):
