@@ -70,6 +70,11 @@ def register(subparsers):
         help="--keras-model signatures: auto (default) = the language-model ones when the model is a "
         "language model, else plain; language-model = those or an error; plain = serving_default only",
     )
+    export.add_argument(
+        "--from-checkpoint",
+        action="store_true",
+        help="with --run: export the run's newest checkpoint instead of model.keras (an interrupted run)",
+    )
     export.add_argument("--export-base", required=True, metavar="BASE", help="the directory TF Serving polls")
     export.add_argument(
         "--version", type=int, metavar="N", help="version number (default: 1 + the highest in BASE)"
@@ -116,6 +121,8 @@ def run_export(args):
             "--vocab, --custom-objects and --contract go with --keras-model; a run directory has its own "
             "vocab.json and model."
         )
+    if args.keras_model and args.from_checkpoint:
+        raise UserError("--from-checkpoint goes with --run; --keras-model is the file to export.")
     from rnnserve.training.export.runs import export_keras_model, export_run
 
     options = {
@@ -124,7 +131,7 @@ def run_export(args):
         "progress": print_progress,
     }
     if args.run:
-        path = export_run(args.run, args.export_base, **options)
+        path = export_run(args.run, args.export_base, from_checkpoint=args.from_checkpoint, **options)
     else:
         path = export_keras_model(
             args.keras_model,

@@ -39,6 +39,7 @@ from rnnserve.training.export.language_model import LanguageModelSignatures
 from rnnserve.training.export.vocab_files import FORMATS, read_vocabulary, vocabulary_from_tokens
 from rnnserve.training.export.writer import Endpoint, write_savedmodel
 from rnnserve.training.files import read_json
+from rnnserve.training.run_directory import RunDirectory
 
 LANGUAGE_MODEL_BUILDER = "language_model"
 # `export_keras_model(contract=…)`: which signatures a Keras file gets.
@@ -126,6 +127,47 @@ def _provenance(**source):
     }
 
 
+def _unfinished(run, task):
+    latest = run.latest_checkpoint()
+    if latest is None:
+        return UserError(
+            f"{run.path} has no model.keras and no checkpoint: its training ended before the first epoch; "
+            f"train it again with `rnnserve train {task}`."
+        )
+    return UserError(
+        f"{run.path} has no model.keras: its training did not finish. Continue it with `rnnserve train "
+        f"{task} --resume {run.path}`, or export its newest checkpoint (after epoch {latest[0]}) with "
+        f"`rnnserve export --run {run.path} --from-checkpoint`."
+    )
+
+
+def _stateless(model, config):
+    """A checkpoint's model, rebuilt stateless from config.json when it keeps state in variables."""
+    from rnnserve.models import BUILDERS, Recurrent
+    from rnnserve.training.tasks.base import copy_trainable_weights
+
+    if not any(isinstance(layer, Recurrent) and layer.stateful for layer in model.layers):
+        return model
+    kwargs = {key: value for key, value in config["model"].items() if key != "builder"}
+    twin = BUILDERS[config["model"]["builder"]](**kwargs)
+    copy_trainable_weights(twin, model)
+    return twin
+
+
+def _run_model(run_dir, config, from_checkpoint):
+    """The model to export: `model.keras`, or the newest checkpoint's when asked."""
+    run = RunDirectory(run_dir)
+    if not from_checkpoint:
+        if not run.model_path.exists():
+            raise _unfinished(run, config["task"])
+        return load_keras_file(run.model_path), {"run": os.path.abspath(run_dir)}
+    latest = run.latest_checkpoint()
+    if latest is None:
+        raise UserError(f"{run_dir} has no checkpoint to export (no checkpoints/epoch-NNNN.keras).")
+    model = _stateless(load_keras_file(latest[1]), config)
+    return model, {"run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(latest[1])}
+
+
 def export_language_model(
     model,
     vocabulary,
@@ -190,6 +232,7 @@ def export_run(
     max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS_LIMIT,
     progress=None,
     verify=True,
+    from_checkpoint=False,
 ):
     """Exports the `model.keras` of a run directory as `export_base/<version>`.
 
@@ -201,6 +244,8 @@ def export_run(
         progress: Optional `progress(stage_index, stage_count, label)`.
         verify: Replay the warmup requests in the TF1 loader before
             publishing (see `write_savedmodel`). Default: `True`.
+        from_checkpoint: Export the newest checkpoint instead of
+            `model.keras` (a run that was interrupted). Default: `False`.
 
     Returns:
         The published version directory.
@@ -220,8 +265,8 @@ def export_run(
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{run_dir} is not a run directory with a valid config.json ({error}).") from error
     versions.check_version_free(export_base, version)
-    model = load_keras_file(os.path.join(run_dir, "model.keras"))
-    provenance = _provenance(run=os.path.abspath(run_dir))
+    model, source = _run_model(run_dir, config, from_checkpoint)
+    provenance = _provenance(**source)
     if builder == LANGUAGE_MODEL_BUILDER:
         vocabulary = read_vocabulary(os.path.join(run_dir, "vocab.json"))
         return export_language_model(
