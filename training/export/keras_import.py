@@ -48,7 +48,7 @@ from rnnserve.models.recurrent import Recurrent
 from rnnserve.training.vocab import UNK
 
 SUPPORTED = (
-    "an optional StringLookup, Embedding, SimpleRNN/LSTM/GRU with return_sequences=True, keras.layers.RNN "
+    "Embedding (after an optional StringLookup), SimpleRNN/LSTM/GRU with return_sequences=True, keras.layers.RNN "
     "over a cell of rnnserve.models.cells, rnnserve.models.Recurrent, Dropout, and a Dense or "
     "TimeDistributed(Dense) giving logits or softmax probabilities"
 )
