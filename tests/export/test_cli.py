@@ -99,7 +99,10 @@ def test_a_missing_keras_model_and_a_non_export_are_user_errors(tmp_path):
     line = user_error_line(
         run_rnnserve("export", "--keras-model", tmp_path / "x.keras", "--export-base", tmp_path)
     )
-    assert line == f"rnnserve export: error: {tmp_path / 'x.keras'} does not exist; pass a Keras model file (.keras or .h5)."
+    assert (
+        line
+        == f"rnnserve export: error: {tmp_path / 'x.keras'} does not exist; pass a Keras model file (.keras or .h5)."
+    )
     line = user_error_line(run_rnnserve("inspect", tmp_path))
     assert line.startswith(f"rnnserve inspect: error: {tmp_path} is neither a SavedModel directory")
 

@@ -130,7 +130,9 @@ def test_a_keras2_dot_keras_gru_language_model_serves_tf_keras_logits(keras2, tm
     signatures = load_savedmodel(version).signatures
     logits = signatures["serving_default"](tokens=tf.constant(oracle["tokens"]))["logits"].numpy()
     np.testing.assert_allclose(logits, oracle["gru_lm"], atol=1e-5, rtol=0)
-    np.testing.assert_array_equal(_greedy(signatures, oracle["tokens"][:, :3], 6 + 4), oracle["gru_lm_greedy"])
+    np.testing.assert_array_equal(
+        _greedy(signatures, oracle["tokens"][:, :3], 6 + 4), oracle["gru_lm_greedy"]
+    )
     text = signatures["generate_text"](
         prompt=tf.constant(["abc"]),
         max_new_tokens=np.int32(3),
@@ -149,7 +151,9 @@ def test_a_keras2_softmax_language_model_serves_logits_whose_softmax_is_tf_keras
     signatures = load_savedmodel(version).signatures
     logits = signatures["serving_default"](tokens=tf.constant(oracle["tokens"]))["logits"].numpy()
     np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), oracle["softmax_lm"], atol=1e-6, rtol=0)
-    np.testing.assert_array_equal(_greedy(signatures, oracle["tokens"][:, :3], 6), oracle["softmax_lm_greedy"])
+    np.testing.assert_array_equal(
+        _greedy(signatures, oracle["tokens"][:, :3], 6), oracle["softmax_lm_greedy"]
+    )
 
 
 def test_a_keras2_classifier_exports_a_plain_serving_default_with_tf_keras_outputs(keras2, tmp_path):

@@ -20,7 +20,14 @@ from rnnserve.errors import UserError
 from rnnserve.models import build_language_model
 from rnnserve.training.export.keras_files import load_keras_file
 from rnnserve.training.vocab import Vocabulary
-from tests.export.artifacts import CORPUS, keras_logits, load_savedmodel, run_rnnserve, user_error_line, write_run
+from tests.export.artifacts import (
+    CORPUS,
+    keras_logits,
+    load_savedmodel,
+    run_rnnserve,
+    user_error_line,
+    write_run,
+)
 
 SCALE_MODULE = '''
 import keras
@@ -80,7 +87,11 @@ def test_a_python_lambda_is_refused_in_safe_mode(tmp_path):
 @pytest.mark.parametrize(
     "name, content, says",
     [
-        ("notes.keras", b"just some text\n", "is not a Keras model file: expected a .keras zip or an HDF5 .h5"),
+        (
+            "notes.keras",
+            b"just some text\n",
+            "is not a Keras model file: expected a .keras zip or an HDF5 .h5",
+        ),
         ("missing.keras", None, "does not exist; pass a Keras model file"),
     ],
 )
@@ -98,7 +109,9 @@ def test_the_cli_says_a_text_file_is_not_a_keras_model_and_a_file_is_not_an_expo
     )
     assert line.startswith(f"rnnserve export: error: {tmp_path / 'notes.keras'} is not a Keras model file")
     line = user_error_line(
-        run_rnnserve("export", "--keras-model", tmp_path / "m.keras", "--export-base", tmp_path / "notes.keras")
+        run_rnnserve(
+            "export", "--keras-model", tmp_path / "m.keras", "--export-base", tmp_path / "notes.keras"
+        )
     )
     assert line == (
         f"rnnserve export: error: {tmp_path / 'notes.keras'} is a file, not a directory of SavedModel "

@@ -115,7 +115,9 @@ def _refused(name):
     return _sequential(*layers)
 
 
-@pytest.mark.parametrize("name", ["conv", "bidirectional", "last_only", "backwards", "masking", "relu_output"])
+@pytest.mark.parametrize(
+    "name", ["conv", "bidirectional", "last_only", "backwards", "masking", "relu_output"]
+)
 def test_unsupported_layers_are_refused_naming_the_layer(name):
     with pytest.raises(
         UserError, match=rf"Cannot export layer `{name}` \(\w+\).*Supported layers: Embedding"

@@ -35,7 +35,9 @@ def _classifier():
 
 def _bidirectional_encoder():
     tokens = keras.Input((None,), dtype="int32", name="tokens")
-    x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))(keras.layers.Embedding(V, 4)(tokens))
+    x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))(
+        keras.layers.Embedding(V, 4)(tokens)
+    )
     return keras.Model(tokens, keras.layers.Dense(2, name="tags")(x), name="tagger")
 
 
@@ -120,7 +122,9 @@ def test_a_softmax_language_model_samples_its_own_distribution_and_greedy_is_its
     model = _softmax_language_model()
     model.save(tmp_path / "lm.keras")
     (tmp_path / "vocab.json").write_text(json.dumps(["[UNK]", *"abcde"]))
-    signatures = load_savedmodel(export_keras_model(tmp_path / "lm.keras", tmp_path / "vocab.json", tmp_path / "base")).signatures
+    signatures = load_savedmodel(
+        export_keras_model(tmp_path / "lm.keras", tmp_path / "vocab.json", tmp_path / "base")
+    ).signatures
     prompt = np.array([[1, 4, 2]], np.int32)
     probabilities = np.asarray(model(prompt, training=False))[0, -1].astype(np.float64)  # (V,)
     expected = probabilities.copy()

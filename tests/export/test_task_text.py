@@ -47,7 +47,9 @@ def _write_task_run(run_dir, task, model, vocabulary, builder, task_options):
 
 
 def _call_cleanly(version_dir, signature, texts, ids, tmp_path):
-    out = run_without_project(CLIENT, version_dir, signature, json.dumps(texts), json.dumps(ids.tolist()), cwd=tmp_path)
+    out = run_without_project(
+        CLIENT, version_dir, signature, json.dumps(texts), json.dumps(ids.tolist()), cwd=tmp_path
+    )
     return json.loads(out.splitlines()[-1])
 
 

@@ -52,8 +52,14 @@ def test_rnnserve_s_own_format_keeps_its_level(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ({"a": "1"}, r"maps 'a' to \"1\"; a \{token: id\} vocabulary maps every token to a non-negative integer"),
-        ({"a": 1, "b": 3}, r"has no token for id\(s\) \[2\]; a \{token: id\} vocabulary needs every id from 1 to 3"),
+        (
+            {"a": "1"},
+            r"maps 'a' to \"1\"; a \{token: id\} vocabulary maps every token to a non-negative integer",
+        ),
+        (
+            {"a": 1, "b": 3},
+            r"has no token for id\(s\) \[2\]; a \{token: id\} vocabulary needs every id from 1 to 3",
+        ),
         ({"a": 1, "b": 1}, r"maps both 'a' and 'b' to id 1"),
         (["[UNK]", "a", 7], r"the token of id 2 is a number, not a string"),
         (["a", "b"], r"has 'a' at id 0; a language model's id 0 is the unknown token '\[UNK\]'"),
@@ -75,4 +81,7 @@ def test_the_cli_reports_a_bad_vocabulary_in_one_line(tmp_path):
             "--export-base", tmp_path / "base",
         )
     )  # fmt: skip
-    assert line == f"rnnserve export: error: {tmp_path / 'vocab.json'}: the token of id 0 is a list, not a string."
+    assert (
+        line
+        == f"rnnserve export: error: {tmp_path / 'vocab.json'}: the token of id 0 is a list, not a string."
+    )

@@ -66,7 +66,9 @@ def check_base(export_base):
     while not os.path.exists(path):
         path = os.path.dirname(path)
     if not os.path.isdir(path):
-        raise UserError(f"{path} is a file, not a directory of SavedModel versions; pass another --export-base.")
+        raise UserError(
+            f"{path} is a file, not a directory of SavedModel versions; pass another --export-base."
+        )
 
 
 def check_version_free(export_base, version):

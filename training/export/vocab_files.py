@@ -105,7 +105,9 @@ def read_vocabulary(path):
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError as error:
-        raise UserError(f"{path} does not exist; a language model is exported with its vocabulary.") from error
+        raise UserError(
+            f"{path} does not exist; a language model is exported with its vocabulary."
+        ) from error
     except IsADirectoryError as error:
         raise UserError(f"{path} is a directory; --vocab takes a JSON file ({FORMATS}).") from error
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -115,7 +117,7 @@ def read_vocabulary(path):
     if isinstance(data, dict) and isinstance(data.get("tokens"), list):
         level = data.get("level", "char")
         if level not in LEVELS:
-            raise UserError(f"{path} has level {json.dumps(level)}; expected \"char\" or \"word\".")
+            raise UserError(f'{path} has level {json.dumps(level)}; expected "char" or "word".')
         return vocabulary_from_tokens(data["tokens"], path, level)
     if isinstance(data, dict):
         return vocabulary_from_tokens(_from_mapping(data, path), path)
