@@ -111,7 +111,7 @@ def print_progress(index, count, label):
 
 def print_notice(message):
     """Prints a one-line note about an export on stderr."""
-    print(f"rnnserve export: {message}", file=sys.stderr, flush=True)
+    print(f"rnnserve export: note: {message}", file=sys.stderr, flush=True)
 
 
 def run_export(args):
