@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from rnnserve.errors import UserError
 from rnnserve.models import build_language_model
+from rnnserve.training.export import export_run
 from rnnserve.training.export.keras_files import load_keras_file
 from rnnserve.training.vocab import Vocabulary
 from tests.export.artifacts import (
@@ -143,3 +144,24 @@ def test_an_interrupted_run_points_at_resume_and_exports_its_newest_checkpoint(t
     np.testing.assert_allclose(logits["logits"].numpy(), keras_logits(model, tokens), atol=1e-5, rtol=0)
     with open(os.path.join(result.stdout.strip(), "assets.extra", "rnnserve.json"), encoding="utf-8") as f:
         assert json.load(f)["source"]["checkpoint"] == str(run_dir / "checkpoints" / "epoch-0002.keras")
+
+
+def test_a_stateful_checkpoint_exports_as_its_stateless_twin(tmp_path):
+    """A `--batching sequential` run checkpoints a stateful model (state in variables, a fixed
+    batch); the export rebuilds the run's stateless model with the checkpoint's weights."""
+    keras.utils.set_random_seed(6)
+    vocabulary = Vocabulary.build(CORPUS)
+    config = {"vocab_size": len(vocabulary), "cell": "lstm", "units": 4, "embedding_dim": 3}
+    stateful = build_language_model(**config, stateful=True, batch_size=2)
+    run_dir = tmp_path / "run"
+    write_run(run_dir, stateful, vocabulary, model_config=config)
+    os.makedirs(run_dir / "checkpoints")
+    os.replace(run_dir / "model.keras", run_dir / "checkpoints" / "epoch-0001.keras")
+
+    version = export_run(run_dir, tmp_path / "base", from_checkpoint=True)
+    tokens = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.int32)
+    stateless = build_language_model(**config)
+    for mine, theirs in zip(stateless.trainable_weights, stateful.trainable_weights, strict=True):
+        mine.assign(theirs)
+    logits = load_savedmodel(version).signatures["serving_default"](tokens=tf.constant(tokens))["logits"]
+    np.testing.assert_allclose(logits.numpy(), keras_logits(stateless, tokens), atol=1e-5, rtol=0)

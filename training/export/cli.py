@@ -14,10 +14,9 @@ import argparse
 import sys
 
 from rnnserve.errors import UserError
-from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT
+from rnnserve.training.export import CONTRACTS, DEFAULT_MAX_NEW_TOKENS_LIMIT
 
 _BAR_WIDTH = 24
-_CONTRACTS = ("auto", "language-model", "plain")  # runs.CONTRACTS, without importing TensorFlow
 _EPILOG = """\
 A Keras model file (--keras-model) may be a Keras 3 .keras file or a Keras 2
 (tf.keras, TensorFlow <= 2.15) .keras or .h5 file. A language model
@@ -65,7 +64,7 @@ def register(subparsers):
     )
     export.add_argument(
         "--contract",
-        choices=_CONTRACTS,
+        choices=CONTRACTS,
         default="auto",
         help="--keras-model signatures: auto (default) = the language-model ones when the model is a "
         "language model, else plain; language-model = those or an error; plain = serving_default only",

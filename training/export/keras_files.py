@@ -29,7 +29,6 @@ _EXTENSIONS = {"zip": ".keras", "hdf5": (".h5", ".hdf5")}
 # Config keys whose values are layers (wrappers, RNN cells, stacked cells).
 _LAYER_KEYS = ("layer", "backward_layer", "forward_layer", "cell")
 _LAYER_LIST_KEYS = ("layers", "cells")
-_HINT = "import the module that defines it with --custom-objects MODULE"
 
 
 def _import_module(name):
@@ -144,10 +143,10 @@ def _check_classes(path, config, custom_objects):
             continue
         name = layer_config["class_name"].split(">")[-1]
         module = str(layer_config.get("module") or "")
-        hint = f"--custom-objects {module}" if module and module != "__main__" else "--custom-objects MODULE"
+        module = module if module and module != "__main__" else "MODULE"
         raise UserError(
             f"the model uses layer class '{name}', which is not registered; "
-            f"{_HINT.replace('--custom-objects MODULE', hint)}"
+            f"import the module that defines it with --custom-objects {module}"
         )
 
 

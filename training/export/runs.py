@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from rnnserve import __version__
 from rnnserve.errors import UserError
-from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
+from rnnserve.training.export import CONTRACTS, DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
 from rnnserve.training.export.keras_files import custom_objects_from, load_keras_file
 from rnnserve.training.export.keras_import import as_language_model, model_vocabulary
 from rnnserve.training.export.language_model import LanguageModelSignatures
@@ -42,8 +42,6 @@ from rnnserve.training.files import read_json
 from rnnserve.training.run_directory import RunDirectory
 
 LANGUAGE_MODEL_BUILDER = "language_model"
-# `export_keras_model(contract=…)`: which signatures a Keras file gets.
-CONTRACTS = ("auto", "language-model", "plain")
 TASK_MODULES = "rnnserve.training.tasks"  # imported before a task exporter is looked up
 
 
