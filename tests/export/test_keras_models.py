@@ -1,7 +1,8 @@
 """Keras models that are not chain language models export too, each under the right contract.
 
-- Classifiers, Bidirectional encoders, Conv1D + LSTM and multi-input models
-  get one `serving_default` whose inputs and outputs carry the model's own
+- Classifiers (one reading text through its own `TextVectorization`),
+  Bidirectional encoders, Conv1D + LSTM and multi-input models get one
+  `serving_default` whose inputs and outputs carry the model's own
   names, and whose outputs are the model's (the oracle: calling the Keras
   model).
 - A language model ending in `Dense(V, activation="softmax")` gets the
@@ -55,8 +56,16 @@ def _two_inputs():
     return keras.Model([words, extra], score, name="two_inputs")
 
 
+def _text_classifier():
+    review = keras.Input((1,), dtype="string", name="review")
+    vectorize = keras.layers.TextVectorization(max_tokens=V, output_sequence_length=5)
+    vectorize.adapt(["the cat sat", "a dog ran", "the dog sat"])
+    x = keras.layers.LSTM(4)(keras.layers.Embedding(V, 3)(vectorize(review)))
+    return keras.Model(review, keras.layers.Dense(2, name="sentiment")(x), name="text_classifier")
+
+
 MODELS = {"classifier": _classifier, "bidirectional": _bidirectional_encoder, "conv_lstm": _conv_lstm,
-          "two_inputs": _two_inputs}  # fmt: skip
+          "two_inputs": _two_inputs, "text_classifier": _text_classifier}  # fmt: skip
 
 
 def _example(model, rng):
@@ -64,7 +73,9 @@ def _example(model, rng):
     for tensor in model.inputs:
         shape = [3 if size is None else size for size in tensor.shape]
         shape[0] = 2
-        if "int" in str(tensor.dtype):
+        if "string" in str(tensor.dtype):
+            example[tensor.name] = np.array([["the cat ran"], ["zebra sat"]], dtype=object)
+        elif "int" in str(tensor.dtype):
             example[tensor.name] = rng.integers(0, V, shape).astype("int32")
         else:
             example[tensor.name] = rng.normal(size=shape).astype("float32")
