@@ -16,7 +16,8 @@ import pytest
 import tensorflow as tf
 
 from rnnserve.training.export import export_keras_model
-from tests.export.artifacts import build_once, load_savedmodel, run_rnnserve, shared_root
+from tests.export.artifacts import build_once, load_savedmodel, run_rnnserve, shared_root, user_error_line
+from tests.export.test_keras_file_errors import SCALE_MODULE
 
 V = 12
 TOKENS = ["[UNK]", *"abcdefghijk"]
@@ -47,6 +48,18 @@ def greedy(model, prompts, count):
     return sequences[:, prompts.shape[1]:]
 
 
+class Scale(L.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 models = {
     # An implicit InputLayer (batch_input_shape on the first layer), as tf.keras 2 tutorials write it.
     "lstm_lm.h5": k.Sequential([L.Embedding(V, 6, batch_input_shape=(None, None)),
@@ -59,6 +72,8 @@ models = {
                                    L.Dense(V, activation="softmax")]),
     "classifier.h5": k.Sequential([k.Input((None,), dtype="int32"), L.Embedding(V, 4), L.LSTM(5),
                                    L.Dense(3)]),
+    "scaled.h5": k.Sequential([k.Input((None,), dtype="int32"), L.Embedding(V, 4), Scale(3.0),
+                               L.GRU(5, return_sequences=True), L.Dense(V)]),
 }
 tokens = rng.integers(1, V, (3, 8)).astype("int32")
 oracle = {"tokens": tokens}
@@ -66,7 +81,7 @@ for name, model in models.items():
     randomized(model).save(f"{out}/{name}")
     stem = name.split(".")[0]
     oracle[stem] = model(tokens, training=False).numpy()
-    if stem != "classifier":
+    if stem not in ("classifier", "scaled"):
         oracle[stem + "_greedy"] = greedy(model, tokens[:, :3], greedy_count)
 np.savez(f"{out}/oracle.npz", **oracle)
 print(json.dumps({"keras_version": k.__version__}))
@@ -167,3 +182,22 @@ def test_a_keras2_classifier_exports_a_plain_serving_default_with_tf_keras_outpu
     np.testing.assert_allclose(output.numpy(), oracle["classifier"], atol=1e-5, rtol=0)
     assert list(_metadata(tmp_path / "base" / "1")["signatures"]) == ["serving_default"]
     assert output_name == "dense" or output_name.startswith("dense")
+
+
+def test_a_keras2_model_with_its_own_layer_needs_custom_objects_and_then_serves_tf_keras_logits(
+    keras2, tmp_path
+):
+    path, oracle = keras2
+    (tmp_path / "scale_layers.py").write_text(SCALE_MODULE)  # the layer, written for Keras 3
+    args = ("export", "--keras-model", path / "scaled.h5", "--vocab", path / "vocab.json",
+            "--export-base", tmp_path / "base")  # fmt: skip
+    line = user_error_line(run_rnnserve(*args, cwd=tmp_path))
+    assert line == (
+        "rnnserve export: error: the model uses layer class 'Scale', which is not registered; "
+        "import the module that defines it with --custom-objects MODULE"
+    )
+    result = run_rnnserve(*args, "--custom-objects", "scale_layers", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    signature = load_savedmodel(result.stdout.strip()).signatures["serving_default"]
+    (output,) = signature(**{next(iter(signature.structured_input_signature[1])): oracle["tokens"]}).values()
+    np.testing.assert_allclose(output.numpy(), oracle["scaled"], atol=1e-5, rtol=0)
