@@ -21,6 +21,10 @@ ENCODE = "encode"  # text -> tokens, lengths
 DECODE = "decode"  # tokens -> text
 LANGUAGE_MODEL_SIGNATURES = (SERVING_DEFAULT, STEP, GENERATE, GENERATE_TEXT, ENCODE, DECODE)
 
+# Text signatures of task exports trained on a vocabulary (beside their serving_default).
+TRANSLATE_TEXT = "translate_text"  # seq2seq: text -> text
+CLASSIFY_TEXT = "classify_text"  # classify: text -> label, probabilities
+
 # Input and output names.
 TOKENS = "tokens"  # int32 (B, T) or (B, N)
 STATE = "state"  # float32 (B, S): the whole stack's recurrent state, packed
@@ -33,6 +37,8 @@ PROMPT = "prompt"  # string (B,)
 TEXT = "text"  # string (B,)
 LENGTHS = "lengths"  # int32 (B,): tokens per row of `encode`
 UNK_TOKEN_ID = 0  # `[UNK]`'s id in every vocabulary: what `encode` gives an unknown character or word
+LABEL = "label"  # string (B,): the predicted class of `classify_text`
+PROBABILITIES = "probabilities"  # float32 (B, C): softmax of a classifier's logits
 
 # Files in a version directory's assets.extra/ (paths relative to the version).
 ASSETS_EXTRA = "assets.extra"

@@ -159,6 +159,16 @@ def run_rnnserve(*args, cwd=None, timeout=600):
     )
 
 
+def user_error_line(result):
+    """The one `rnnserve …: error:` line of a failed command, which must end its stderr and
+    come without a traceback (TensorFlow may log other lines before it)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("rnnserve ")]
+    assert len(lines) == 1 and result.stderr.rstrip().endswith(lines[0]), result.stderr
+    return lines[0]
+
+
 def _build_language_model_export(path, cell, layers):
     keras.utils.set_random_seed(sum(map(ord, cell)) + layers)
     vocabulary = Vocabulary.build(CORPUS, level="char" if layers == 1 else "word")

@@ -14,7 +14,15 @@ import pytest
 
 from rnnserve.models import build_language_model
 from rnnserve.training.vocab import Vocabulary
-from tests.export.artifacts import CORPUS, REPO_ROOT, build_once, run_rnnserve, shared_root, write_run
+from tests.export.artifacts import (
+    CORPUS,
+    REPO_ROOT,
+    build_once,
+    run_rnnserve,
+    shared_root,
+    user_error_line,
+    write_run,
+)
 
 
 def _export_through_the_cli(path):
@@ -34,14 +42,6 @@ def exported(tmp_path_factory):
     """A run exported once through the CLI: `(run_dir, base, (returncode, stdout, stderr))`."""
     path = build_once(shared_root(tmp_path_factory), "cli-export", _export_through_the_cli)
     return path / "run", path / "base", json.loads((path / "result.json").read_text())
-
-
-def _user_error(result):
-    """The one `rnnserve …: error:` line of a failed command (TensorFlow may log other lines)."""
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("rnnserve ")]
-    assert len(lines) == 1 and result.stderr.rstrip().endswith(lines[0]), result.stderr
-    return lines[0]
 
 
 def test_export_prints_the_new_version_and_shows_progress(exported):
@@ -88,30 +88,34 @@ def test_inspect_prints_the_signatures_like_saved_model_cli_and_the_metadata(exp
 
 def test_a_taken_version_is_one_line_and_exit_status_2(exported):
     run_dir, base, _ = exported
-    line = _user_error(run_rnnserve("export", "--run", run_dir, "--export-base", base, "--version", 1))
+    line = user_error_line(run_rnnserve("export", "--run", run_dir, "--export-base", base, "--version", 1))
     assert (
         line
         == f"rnnserve export: error: version 1 already exists in {base}; pass another --version or omit it."
     )
 
 
-def test_a_keras_model_without_vocabulary_and_a_non_export_are_user_errors(tmp_path):
-    line = _user_error(
+def test_a_missing_keras_model_and_a_non_export_are_user_errors(tmp_path):
+    line = user_error_line(
         run_rnnserve("export", "--keras-model", tmp_path / "x.keras", "--export-base", tmp_path)
     )
-    assert "--keras-model needs --vocab" in line
-    line = _user_error(run_rnnserve("inspect", tmp_path))
+    assert (
+        line
+        == f"rnnserve export: error: {tmp_path / 'x.keras'} does not exist; pass a Keras model file (.keras or .h5)."
+    )
+    line = user_error_line(run_rnnserve("inspect", tmp_path))
     assert line.startswith(f"rnnserve inspect: error: {tmp_path} is neither a SavedModel directory")
 
 
-def test_a_file_where_a_directory_belongs_is_a_user_error(exported, tmp_path):
+def test_a_file_where_a_directory_belongs_is_auser_error_line(exported, tmp_path):
     run_dir, _, _ = exported
     not_a_directory = tmp_path / "file.txt"
     not_a_directory.write_text("x")
     expected = f"{not_a_directory} is a file, not a directory of SavedModel versions."
-    line = _user_error(run_rnnserve("inspect", not_a_directory))
+    line = user_error_line(run_rnnserve("inspect", not_a_directory))
     assert line == f"rnnserve inspect: error: {expected}"
-    line = _user_error(
-        run_rnnserve("export", "--run", run_dir, "--export-base", not_a_directory, "--version", 3)
-    )
-    assert line == f"rnnserve export: error: {expected}"
+    for version in ([], ["--version", 3]):
+        line = user_error_line(
+            run_rnnserve("export", "--run", run_dir, "--export-base", not_a_directory, *version)
+        )
+        assert line == f"rnnserve export: error: {expected[:-1]}; pass another --export-base."

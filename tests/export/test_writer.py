@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import rnnserve.training.tasks  # noqa: F401  (the tasks register their exporters before a test swaps them)
 from rnnserve.errors import UserError
 from rnnserve.models import build_classifier, build_language_model, build_regressor
 from rnnserve.training.export import (
@@ -79,7 +80,7 @@ def test_a_regression_run_exports_its_named_input_and_output(regression_run, tmp
 def test_a_registered_task_exporter_replaces_the_default(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "_TASK_EXPORTERS", {})
     model = build_classifier(3, vocab_size=12, units=6)
-    write_run(tmp_path / "run", model, None, task="classify", builder="classifier")
+    write_run(tmp_path / "run", model, None, task="my_classifier", builder="classifier")
 
     def export_classifier(loaded, config, run_dir):
         def serve(tokens):  # (B, T)
@@ -89,7 +90,7 @@ def test_a_registered_task_exporter_replaces_the_default(tmp_path, monkeypatch):
         specs = {"tokens": tf.TensorSpec((None, None), tf.int32)}
         return TaskExport([Endpoint("serving_default", serve, specs)], metadata={"labels": ["a", "b", "c"]})
 
-    register_task_exporter("classify", export_classifier)
+    register_task_exporter("my_classifier", export_classifier)
     path = export_run(tmp_path / "run", tmp_path / "base")
     tokens = np.array([[3, 4, 5, 0]], np.int32)
     outputs = load_savedmodel(path).signatures["serving_default"](tokens=tf.constant(tokens))

@@ -7,7 +7,10 @@
 | `sampling` | greedy / temperature / top-k stateless sampling, in-graph |
 | `text` | the vocabulary in-graph (encode / decode) |
 | `checks` | in-graph input checks (INVALID_ARGUMENT naming the input) |
+| `keras_files` | a user's Keras file → a Keras 3 model (custom layers, clear errors) |
+| `keras2` | Keras 2 (tf.keras) `.keras` / `.h5` files made loadable by Keras 3 |
 | `keras_import` | Keras built-in LMs → chains of rnnserve's layers |
+| `vocab_files` | vocabulary files: rnnserve's format, token lists, `{token: id}` mappings |
 | `writer` | endpoints → verified SavedModel → published version |
 | `versions` | atomic, concurrent-safe version directories |
 | `warmup` / `verify` | TF Serving's warmup records; loading as TF Serving does |
@@ -30,6 +33,8 @@ import importlib
 # The largest `max_new_tokens` a `generate` request may ask for, unless the
 # export says otherwise (`--max-new-tokens-limit`).
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 1024
+# `export_keras_model(contract=…)` / `--contract`: which signatures a Keras file gets.
+CONTRACTS = ("auto", "language-model", "plain")
 
 _PUBLIC = {
     "export_run": "rnnserve.training.export.runs",

@@ -13,6 +13,13 @@ made of these layers converts:
 | `Recurrent` (unidirectional, not stateful) | itself |
 | `Dropout` | itself (inactive when serving) |
 | `Dense` / `TimeDistributed(Dense)`, linear | the `Dense` |
+| `Dense` / `TimeDistributed(Dense)` with `softmax` or `log_softmax`, or followed by a `Softmax` / `Activation("softmax")` layer | a linear copy of the `Dense` |
+| `StringLookup` as the first layer (`mask_token=None`, one OOV token: `[UNK]` at id 0) | dropped: the chain takes its ids (`model_vocabulary` gives its tokens) |
+
+A softmax output layer gives probabilities p = softmax(z); the chain serves
+its pre-activation z as the logits (log p = z − logsumexp(z): logits up to a
+constant per position, so sampling from softmax(z / temperature) samples
+the model's own distribution).
 
 Anything else is refused with an error naming the layer. After conversion the
 chain's logits are compared with the original model's on a probe batch, so a
@@ -38,11 +45,15 @@ from rnnserve.errors import UserError
 from rnnserve.models.cells import RecurrentCell
 from rnnserve.models.convert import KERAS_CELLS, load_keras_weights
 from rnnserve.models.recurrent import Recurrent
+from rnnserve.training.vocab import UNK
 
 SUPPORTED = (
-    "Embedding, SimpleRNN/LSTM/GRU with return_sequences=True, keras.layers.RNN over a cell of "
-    "rnnserve.models.cells, rnnserve.models.Recurrent, Dropout, and a linear Dense or TimeDistributed(Dense)"
+    "Embedding (after an optional StringLookup), SimpleRNN/LSTM/GRU with return_sequences=True, keras.layers.RNN "
+    "over a cell of rnnserve.models.cells, rnnserve.models.Recurrent, Dropout, and a Dense or "
+    "TimeDistributed(Dense) giving logits or softmax probabilities"
 )
+# Output activations whose pre-activation is the logits (up to a constant per position).
+_NORMALIZING = ("softmax", "log_softmax")
 # Keras built-in cell class → ours.
 OUR_CELLS = {keras_cell: ours for ours, keras_cell in KERAS_CELLS.items()}
 # Cell config keys that describe the layer, not the cell's computation.
@@ -118,10 +129,70 @@ def _convert(layer):
     if isinstance(layer, keras.layers.TimeDistributed) and isinstance(layer.layer, keras.layers.Dense):
         layer = layer.layer
     if isinstance(layer, keras.layers.Dense):
-        if keras.activations.serialize(layer.activation) != "linear":
-            raise _refuse(layer, "the output layer must give logits (activation=None)")
-        return layer
+        activation = _activation(layer)
+        if activation == "linear":
+            return layer
+        if activation in _NORMALIZING:
+            return _linear_copy(layer)
+        raise _refuse(layer, "the output layer must give logits or probabilities (no activation, or softmax)")
+    if _activation(layer) in _NORMALIZING:
+        return None  # a trailing Softmax layer; `_output_transform` applies it when comparing
+    if isinstance(layer, keras.layers.StringLookup):
+        _check_lookup(layer)
+        return None
     raise _refuse(layer, "it is not a layer of a chain language model")
+
+
+def _activation(layer):
+    """The name of a Dense / Activation / Softmax layer's activation, else None."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Activation)):
+        return keras.activations.serialize(layer.activation)
+    return None
+
+
+def _linear_copy(dense):
+    """`dense` without its activation: same weights, outputs the pre-activation."""
+    copy = keras.layers.Dense(dense.units, use_bias=dense.use_bias, name=dense.name)
+    copy.build(dense.kernel.shape[:1])
+    copy.set_weights(dense.get_weights())
+    return copy
+
+
+def _check_lookup(layer):
+    vocabulary = layer.get_vocabulary()
+    if layer.mask_token is not None or layer.num_oov_indices != 1 or vocabulary[0] != UNK:
+        raise _refuse(
+            layer,
+            f"a language model's id 0 is the unknown token {UNK!r}, but this lookup's vocabulary starts "
+            f"{vocabulary[:2]}; use StringLookup(mask_token=None, num_oov_indices=1)",
+        )
+
+
+def model_vocabulary(model):
+    """The token list of the model's own `StringLookup` (id i → token i), or None if it has none.
+
+    Example:
+
+    >>> model_vocabulary(model)   # Input(dtype="string") → StringLookup(vocabulary=list("abc")) → …
+    ['[UNK]', 'a', 'b', 'c']
+    """
+    lookups = [layer for layer in model.layers if isinstance(layer, keras.layers.StringLookup)]
+    return list(lookups[0].get_vocabulary()) if len(lookups) == 1 else None
+
+
+def _output_transform(model):
+    """What turns the chain's logits into `model`'s outputs: identity, softmax or log_softmax."""
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.TimeDistributed):
+        last = last.layer
+    activation = _activation(last)
+    if activation == "softmax":
+        return lambda logits: keras.ops.softmax(logits, axis=-1)
+    if activation == "log_softmax":
+        return lambda logits: keras.ops.log_softmax(logits, axis=-1)
+    return lambda logits: logits
 
 
 _KINDS = (
@@ -187,8 +258,10 @@ def as_language_model(model):
 
 def _check_reproduces(model, chain, vocab_size):
     probe = np.random.default_rng(0).integers(0, vocab_size, _PROBE_SHAPE).astype("int32")  # (B, T)
-    expected = keras.ops.convert_to_numpy(model(probe, training=False))
-    got = keras.ops.convert_to_numpy(chain(probe, training=False))
+    vocabulary = model_vocabulary(model)
+    model_input = probe if vocabulary is None else np.asarray(vocabulary, dtype=object)[probe]
+    expected = keras.ops.convert_to_numpy(model(model_input, training=False))
+    got = keras.ops.convert_to_numpy(_output_transform(model)(chain(probe, training=False)))
     if expected.shape != got.shape or not np.allclose(expected, got, atol=_PROBE_TOLERANCE, rtol=0):
         raise UserError(
             f"Model `{model.name}` does not compute a plain chain of its layers (its logits differ "

@@ -51,7 +51,6 @@ from rnnserve.training.export.checks import (
     check_token_ids,
     check_tokens,
     guarded,
-    require,
 )
 from rnnserve.training.export.text import VocabularyTables
 from rnnserve.training.export.writer import Endpoint
@@ -257,17 +256,7 @@ class LanguageModelSignatures:
         return {contract.TOKENS: tokens, contract.STATE: state}
 
     def generate_text(self, prompt, max_new_tokens, temperature, top_k, seed):
-        tokens, lengths = self.tables.encode(prompt)
-        shortest = tf.reduce_min(tf.concat([lengths, [1]], axis=0))  # 1 for an empty batch
-        tokens, lengths = guarded(
-            [tokens, lengths],
-            [
-                require(
-                    shortest > 0,
-                    "Received an invalid `prompt`: every prompt needs at least one token, got an empty one",
-                )
-            ],
-        )
+        tokens, lengths = self.tables.encode_rows(prompt, contract.PROMPT, row="prompt")
         sampling = self._checked_sampling(max_new_tokens, temperature, top_k, seed)
         logits, state = self._consume_padded(tokens, lengths)
         generated, _ = self._sample(logits, state, *sampling)

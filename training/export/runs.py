@@ -8,8 +8,10 @@
   `serving_default` that calls the model with its own named inputs and
   outputs (`model_endpoint`). Task modules register at import time;
   `export_run` imports `training.tasks` first.
-- `export_keras_model` exports a Keras file + vocabulary under the
-  language-model contract (`keras_import.py`).
+- `export_keras_model` exports a Keras file (Keras 3 or Keras 2,
+  `keras_files.py`): under the language-model contract with its vocabulary
+  when it is a chain language model (`keras_import.py`), else, like the
+  non-LM tasks, with one `serving_default` of its own inputs and outputs.
 
 Example:
 
@@ -32,12 +34,14 @@ import tensorflow as tf
 
 from rnnserve import __version__
 from rnnserve.errors import UserError
-from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
-from rnnserve.training.export.keras_import import as_language_model
+from rnnserve.training.export import CONTRACTS, DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
+from rnnserve.training.export.keras_files import custom_objects_from, load_keras_file
+from rnnserve.training.export.keras_import import as_language_model, model_vocabulary
 from rnnserve.training.export.language_model import LanguageModelSignatures
+from rnnserve.training.export.vocab_files import FORMATS, read_vocabulary, vocabulary_from_tokens
 from rnnserve.training.export.writer import Endpoint, write_savedmodel
 from rnnserve.training.files import read_json
-from rnnserve.training.vocab import Vocabulary
+from rnnserve.training.run_directory import RunDirectory
 
 LANGUAGE_MODEL_BUILDER = "language_model"
 TASK_MODULES = "rnnserve.training.tasks"  # imported before a task exporter is looked up
@@ -97,7 +101,8 @@ def model_endpoint(model):
     """
     names = [tensor.name for tensor in model.inputs]
     specs = {tensor.name: tf.TensorSpec(tensor.shape, tensor.dtype) for tensor in model.inputs}
-    output_names = list(model.output_names)
+    # A Sequential has no output_names; its output is its last layer's.
+    output_names = list(getattr(model, "output_names", None) or [model.layers[-1].name])
 
     def serve(**inputs):
         values = [inputs[name] for name in names]
@@ -117,19 +122,6 @@ def _task_exporter(task):
     return _TASK_EXPORTERS.get(task, _default_exporter)
 
 
-def _load_model(path):
-    import keras
-
-    import rnnserve.models  # noqa: F401  (registers the cells and Recurrent for deserialization)
-
-    if not os.path.exists(path):
-        raise UserError(f"{path} does not exist; pass a Keras model file (a run directory has model.keras).")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path} is not a Keras model file rnnserve can load ({error}).") from error
-
-
 def _provenance(**source):
     return {
         "source": source,
@@ -139,15 +131,45 @@ def _provenance(**source):
     }
 
 
-def _load_vocabulary(path):
-    try:
-        return Vocabulary.load(path)
-    except FileNotFoundError as error:
-        raise UserError(
-            f"{path} does not exist; a language model is exported with its vocabulary."
-        ) from error
-    except ValueError as error:
-        raise UserError(str(error)) from error
+def _unfinished(run, task):
+    latest = run.latest_checkpoint()
+    if latest is None:
+        return UserError(
+            f"{run.path} has no model.keras and no checkpoint: its training ended before the first epoch; "
+            f"train it again with `rnnserve train {task}`."
+        )
+    return UserError(
+        f"{run.path} has no model.keras: its training did not finish. Continue it with `rnnserve train "
+        f"{task} --resume {run.path}`, or export its newest checkpoint (after epoch {latest[0]}) with "
+        f"`rnnserve export --run {run.path} --from-checkpoint`."
+    )
+
+
+def _stateless(model, config):
+    """A checkpoint's model, rebuilt stateless from config.json when it keeps state in variables."""
+    from rnnserve.models import BUILDERS, Recurrent
+    from rnnserve.training.tasks.base import copy_trainable_weights
+
+    if not any(isinstance(layer, Recurrent) and layer.stateful for layer in model.layers):
+        return model
+    kwargs = {key: value for key, value in config["model"].items() if key != "builder"}
+    twin = BUILDERS[config["model"]["builder"]](**kwargs)
+    copy_trainable_weights(twin, model)
+    return twin
+
+
+def _run_model(run_dir, config, from_checkpoint):
+    """The model to export: `model.keras`, or the newest checkpoint's when asked."""
+    run = RunDirectory(run_dir)
+    if not from_checkpoint:
+        if not run.model_path.exists():
+            raise _unfinished(run, config["task"])
+        return load_keras_file(run.model_path), {"run": os.path.abspath(run_dir)}
+    latest = run.latest_checkpoint()
+    if latest is None:
+        raise UserError(f"{run_dir} has no checkpoint to export (no checkpoints/epoch-NNNN.keras).")
+    model = _stateless(load_keras_file(latest[1]), config)
+    return model, {"run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(latest[1])}
 
 
 def export_language_model(
@@ -214,6 +236,7 @@ def export_run(
     max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS_LIMIT,
     progress=None,
     verify=True,
+    from_checkpoint=False,
 ):
     """Exports the `model.keras` of a run directory as `export_base/<version>`.
 
@@ -225,6 +248,8 @@ def export_run(
         progress: Optional `progress(stage_index, stage_count, label)`.
         verify: Replay the warmup requests in the TF1 loader before
             publishing (see `write_savedmodel`). Default: `True`.
+        from_checkpoint: Export the newest checkpoint instead of
+            `model.keras` (a run that was interrupted). Default: `False`.
 
     Returns:
         The published version directory.
@@ -246,10 +271,10 @@ def export_run(
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{run_dir} is not a run directory with a valid config.json ({error}).") from error
     versions.check_version_free(export_base, version)
-    model = _load_model(os.path.join(run_dir, "model.keras"))
-    provenance = _provenance(run=os.path.abspath(run_dir))
+    model, source = _run_model(run_dir, config, from_checkpoint)
+    provenance = _provenance(**source)
     if builder == LANGUAGE_MODEL_BUILDER:
-        vocabulary = _load_vocabulary(os.path.join(run_dir, "vocab.json"))
+        vocabulary = read_vocabulary(os.path.join(run_dir, "vocab.json"))
         return export_language_model(
             model, vocabulary, export_base, task, version, max_new_tokens_limit, progress, provenance, verify
         )
@@ -260,6 +285,22 @@ def export_run(
     )
 
 
+def _model_vocabulary(model):
+    """The vocabulary of the model's own StringLookup, or the error asking for --vocab."""
+    tokens = model_vocabulary(model)
+    if tokens is None:
+        raise UserError(
+            f"Model `{model.name}` is a language model: pass --vocab FILE, the vocabulary its token ids "
+            f"come from ({FORMATS})."
+        )
+    return vocabulary_from_tokens(tokens, f"the StringLookup of model `{model.name}`")
+
+
+def _plain_reason(error):
+    """The first sentence of a conversion refusal, for the notice of a plain export."""
+    return str(error).split(". Supported layers")[0].rstrip(".")
+
+
 def export_keras_model(
     keras_path,
     vocab_path,
@@ -267,26 +308,68 @@ def export_keras_model(
     version=None,
     max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS_LIMIT,
     progress=None,
+    custom_objects=(),
+    contract="auto",
+    notify=None,
 ):
-    """Exports a `.keras` language model file under the language-model contract.
+    """Exports a Keras model file (Keras 3, or Keras 2 `.keras` / `.h5`).
+
+    Args:
+        keras_path: The model file.
+        vocab_path: Its vocabulary (`vocab_files` formats), or `None`: a
+            language model then needs a `StringLookup` of its own; other
+            models need none.
+        export_base, version, max_new_tokens_limit, progress: As `export_run`.
+        custom_objects: Modules (or `.py` files) defining the model's own layers.
+        contract: `"auto"` (default): the language-model signatures when the
+            model converts to a chain language model, else one
+            `serving_default` of the model's own input and output names;
+            `"language-model"`: those signatures or an error saying why not;
+            `"plain"`: `serving_default` only.
+        notify: Optional `notify(message)`, told which contract an `"auto"`
+            export chose when it is not the language model's.
+
+    Returns:
+        The published version directory.
 
     Example:
 
     ```python
     export_keras_model("lm.keras", "vocab.json", "exports/lm")
     # 'exports/lm/1'
+    export_keras_model("classifier.h5", None, "exports/classifier")   # serving_default only
+    # 'exports/classifier/1'
     ```
     """
+    if contract not in CONTRACTS:
+        raise UserError(f"--contract must be one of {', '.join(CONTRACTS)}, got {contract!r}.")
     versions.check_version_free(export_base, version)
-    vocabulary = _load_vocabulary(vocab_path)
-    model = _load_model(keras_path)
+    vocabulary = read_vocabulary(vocab_path) if vocab_path is not None else None
+    model = load_keras_file(keras_path, custom_objects_from(custom_objects))
+    provenance = _provenance(keras_model=os.path.abspath(keras_path))
+    chain = None
+    if contract != "plain":
+        try:
+            chain = as_language_model(model)
+        except UserError as error:
+            if contract == "language-model":
+                raise
+            if notify is not None:
+                unused = "; --vocab is not used" if vocab_path is not None else ""
+                notify(
+                    f"exporting `{model.name}` with one serving_default of its own inputs and outputs, "
+                    f"not as a language model ({_plain_reason(error)}){unused}."
+                )
+    if chain is None:
+        metadata = {"task": "keras", **provenance}
+        return write_savedmodel(export_base, [model_endpoint(model)], metadata, [model], version, progress)
     return export_language_model(
-        model,
-        vocabulary,
+        chain,
+        vocabulary or _model_vocabulary(model),
         export_base,
         task="keras",
         version=version,
         max_new_tokens_limit=max_new_tokens_limit,
         progress=progress,
-        extra_metadata=_provenance(keras_model=os.path.abspath(keras_path)),
+        extra_metadata=provenance,
     )

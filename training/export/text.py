@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from rnnserve.training.export.checks import guarded, require
 from rnnserve.training.vocab import UNK_ID, WORD_PATTERN
 
 _CUT = b"\xff"  # not a byte of any UTF-8 text
@@ -65,6 +66,13 @@ class VocabularyTables:
         ids = tf.ragged.map_flat_values(self.table.lookup, pieces)  # (B, None) int64
         tokens = tf.cast(ids.to_tensor(default_value=UNK_ID), tf.int32)  # (B, T)
         return tokens, tf.cast(ids.row_lengths(), tf.int32)
+
+    def encode_rows(self, text, name, row="row"):
+        """`encode`, failing the call (INVALID_ARGUMENT naming input `name`) if a row has no token."""
+        tokens, lengths = self.encode(text)
+        shortest = tf.reduce_min(tf.concat([lengths, [1]], axis=0))  # 1 for an empty batch
+        message = f"Received an invalid `{name}`: every {row} needs at least one token, got an empty one"
+        return tuple(guarded([tokens, lengths], [require(shortest > 0, message)]))
 
     def decode(self, tokens):
         """`(B, N)` ids → `(B,)` strings (`[UNK]` prints as itself)."""

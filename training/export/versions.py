@@ -62,8 +62,20 @@ def existing_versions(export_base):
     )
 
 
+def check_base(export_base):
+    """Raises UserError when `export_base` (or a parent of it) is a file, not a directory."""
+    path = os.path.abspath(export_base)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise UserError(
+            f"{path} is a file, not a directory of SavedModel versions; pass another --export-base."
+        )
+
+
 def check_version_free(export_base, version):
-    """Raises UserError early when an explicit `version` is invalid or already taken."""
+    """Raises UserError early when `export_base` is a file, or an explicit `version` is invalid or taken."""
+    check_base(export_base)
     if version is None:
         return
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
@@ -87,6 +99,7 @@ def staging_directory(export_base):
         `export_base` is left as it was. Directories abandoned by killed
         exports are deleted first (`remove_abandoned`).
     """
+    check_base(export_base)
     os.makedirs(export_base, exist_ok=True)
     remove_abandoned(export_base)
     path = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=export_base)

@@ -8,8 +8,15 @@ the most frequent class of the training set (about 1/3).
 
 from __future__ import annotations
 
-import numpy as np
+import os
 
+import numpy as np
+import tensorflow as tf
+
+from rnnserve import contract
+from rnnserve.training.export import Endpoint, TaskExport, model_endpoint, register_task_exporter
+from rnnserve.training.export.text import VocabularyTables
+from rnnserve.training.export.vocab_files import read_vocabulary
 from rnnserve.training.tasks.base import Task, examples_data, padded
 from rnnserve.training.vocab import Vocabulary
 
@@ -29,6 +36,36 @@ def make_examples(count, rng):
         rows.append(row)
         labels.append(int(counts.argmax()))
     return padded(rows, MAX_LENGTH), np.array(labels, np.int32)
+
+
+def export_classify(model, config, run_dir):
+    """Two signatures:
+
+    - `serving_default`: `tokens` (B,T) ids → `logits` (B,C), the model's own;
+    - `classify_text`: `text` (B,) strings of a, b, c → `label` (B,) the most
+      frequent symbol, and `probabilities` (B,C), through the run's vocabulary.
+    """
+    tables = VocabularyTables(read_vocabulary(os.path.join(run_dir, "vocab.json")))
+    labels = tf.constant(list(SYMBOLS))  # class i is SYMBOLS[i]
+
+    def classify_text(text):
+        tokens, _ = tables.encode_rows(text, contract.TEXT)  # (B, T), right-padded with 0
+        logits = model(tokens, training=False)  # (B, C)
+        return {
+            contract.LABEL: tf.gather(labels, tf.argmax(logits, axis=-1)),
+            contract.PROBABILITIES: tf.nn.softmax(logits),
+        }
+
+    text = Endpoint(
+        contract.CLASSIFY_TEXT,
+        classify_text,
+        {contract.TEXT: tf.TensorSpec((None,), tf.string)},
+        [{contract.TEXT: np.array([b"abcab", b"ccbac"], dtype=object)}],
+    )
+    return TaskExport([model_endpoint(model), text], metadata={"labels": list(SYMBOLS)}, track=[tables.table])
+
+
+register_task_exporter("classify", export_classify)
 
 
 class Classify(Task):

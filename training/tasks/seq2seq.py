@@ -9,12 +9,18 @@ against copying the source unchanged (right only for palindromes).
 
 from __future__ import annotations
 
+import os
+import re
+
 import keras
 import numpy as np
 import tensorflow as tf
 
+from rnnserve import contract
 from rnnserve.models import greedy_decode
-from rnnserve.training.export import register_task_exporter
+from rnnserve.training.export import Endpoint, TaskExport, register_task_exporter
+from rnnserve.training.export.text import VocabularyTables
+from rnnserve.training.export.vocab_files import read_vocabulary
 from rnnserve.training.tasks.base import Task, examples_data, greedy_decoding_export, optimizer, padded
 from rnnserve.training.vocab import UNK_ID, Vocabulary
 
@@ -42,11 +48,38 @@ def decode_strings(token_rows):
 
 
 def export_seq2seq(model, config, run_dir):
-    """`serving_default`: `source` (B,S) digit ids → `tokens` (B,M), the reversal then "$"."""
+    """Two signatures:
+
+    - `serving_default`: `source` (B,S) digit ids → `tokens` (B,M), the
+      reversal then "$" (then zeros);
+    - `translate_text`: `text` (B,) strings → `text` (B,), their reversals
+      (the greedy output up to "$"), through the run's vocabulary.
+    """
     options = config["task_options"]
     spec = tf.TensorSpec((None, None), tf.int32)
-    return greedy_decoding_export(
+    exported = greedy_decoding_export(
         model, "source", spec, options["start_id"], options["output_length"], options["end_id"]
+    )
+    vocabulary = read_vocabulary(os.path.join(run_dir, "vocab.json"))
+    tables = VocabularyTables(vocabulary)
+    serve = exported.endpoints[0].fn
+    until_end = "(?s)" + re.escape(vocabulary.tokens[options["end_id"]]) + ".*"
+
+    def translate_text(text):
+        source, _ = tables.encode_rows(text, contract.TEXT)  # (B, S), right-padded with 0
+        decoded = tables.decode(serve(source=source)[contract.TOKENS])  # (B,)
+        return {contract.TEXT: tf.strings.regex_replace(decoded, until_end, "")}
+
+    text = Endpoint(
+        contract.TRANSLATE_TEXT,
+        translate_text,
+        {contract.TEXT: tf.TensorSpec((None,), tf.string)},
+        [{contract.TEXT: np.array([b"123", b"4567"], dtype=object)}],
+    )
+    return TaskExport(
+        [*exported.endpoints, text],
+        metadata={**exported.metadata, contract.VOCAB_LEVEL: vocabulary.level},
+        track=[tables.table],
     )
 
 
