@@ -23,9 +23,11 @@ itself reads the weights.
 
 Example:
 
->>> keras_major_version("lm.h5")   # saved by tf.keras 2.15
-2
->>> model = load_keras2("lm.h5", custom_objects={})
+```python
+keras_major_version("lm.h5")   # saved by tf.keras 2.15
+# 2
+model = load_keras2("lm.h5", custom_objects={})
+```
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ then known.
 
 Example:
 
->>> model = load_keras_file("classifier.h5", custom_objects_from(["my_layers"]))
+```python
+model = load_keras_file("classifier.h5", custom_objects_from(["my_layers"]))
+```
 """
 
 from __future__ import annotations

@@ -175,11 +175,13 @@ def model_vocabulary(model):
 
     Example:
 
-    >>> model_vocabulary(model)   # Input(dtype="string") → StringLookup(vocabulary=list("abc")) → …
+    >>> text = keras.Input(shape=(None,), dtype="string")
+    >>> ids = keras.layers.StringLookup(vocabulary=list("abc"))(text)
+    >>> model_vocabulary(keras.Model(text, ids))
     ['[UNK]', 'a', 'b', 'c']
     """
     lookups = [layer for layer in model.layers if isinstance(layer, keras.layers.StringLookup)]
-    return list(lookups[0].get_vocabulary()) if len(lookups) == 1 else None
+    return [str(token) for token in lookups[0].get_vocabulary()] if len(lookups) == 1 else None
 
 
 def _output_transform(model):

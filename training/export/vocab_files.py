@@ -15,8 +15,10 @@ the vocabulary becomes. A list or mapping may leave id 0 out (Keras'
 
 Example:
 
->>> read_vocabulary("word_index.json").tokens[:3]
-('[UNK]', 'e', 't')
+```python
+read_vocabulary("word_index.json").tokens[:3]
+# ('[UNK]', 'e', 't')
+```
 """
 
 from __future__ import annotations
