@@ -186,3 +186,17 @@ def tf_error(error) -> ServingError:
         line for line in lines if line and line != "Graph execution error:" and not line.startswith("[[")
     ]
     return ServingError(code, truncate(useful[0] if useful else type(error).__name__))
+
+
+def load_error(error: Exception) -> ServingError:
+    """Why a version failed to load, as a ServingError (TensorFlow's code, or NOT_FOUND / DATA_LOSS / INTERNAL)."""
+    if isinstance(error, ServingError):
+        return error
+    if hasattr(error, "error_code"):  # tf.errors.OpError
+        return tf_error(error)
+    message = truncate(str(error).strip().split("\n")[0] or type(error).__name__)
+    if isinstance(error, FileNotFoundError):
+        return ServingError("NOT_FOUND", message)
+    if isinstance(error, OSError):
+        return ServingError("DATA_LOSS", message)
+    return ServingError("INTERNAL", message)

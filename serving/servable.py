@@ -15,10 +15,11 @@ with TF Serving's messages:
 3. each alias exists, then its TensorProto parses;
 4. the output filter names known, distinct outputs;
 
-then, before anything runs, two checks TF Serving leaves to the session:
-each input's dtype, and its shape against the signature's (unknown
-dimensions match anything; a scalar input also takes shape (1,)) — with a
-message that names the input.
+and, before a TensorProto is decoded, its dtype against the signature's
+(TF Serving leaves that to the session; checking first keeps a tensor of
+the wrong dtype from being decoded at all, and the message names the
+input). Shapes are the session's business, as in TF Serving: a request
+whose shape the graph cannot take fails there with TensorFlow's error.
 
 Classify and Regress (`serving.classify_regress`) run through `run` too.
 
@@ -68,8 +69,8 @@ def _timeout_key(timeout_ms) -> int:
     return timeout_ms // step * step
 
 
-def _load_tf1(session, path: str):
-    """`tf.compat.v1.saved_model.loader.load` of the `serve` tag, without its deprecation warning.
+def _load_tf1(session, path: str, tags: list):
+    """`tf.compat.v1.saved_model.loader.load` of the MetaGraph `tags` name, without its deprecation warning.
 
     TF Serving's loader is the TF1 one on purpose (module docstring). Only
     that one warning is dropped, by a filter on TensorFlow's logger while
@@ -83,7 +84,7 @@ def _load_tf1(session, path: str):
     logger = tf.get_logger()
     logger.addFilter(keep)
     try:
-        return tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], path)
+        return tf.compat.v1.saved_model.loader.load(session, tags, path)
     finally:
         logger.removeFilter(keep)
 
@@ -95,31 +96,31 @@ class Servable:
         name: the model name (for messages and model specs).
         version: the version number (its directory name).
         path: the version directory.
-        intra_op_threads / inter_op_threads: session thread pools (0 = TF default).
+        session_config: the session's `ConfigProto` (None = TensorFlow's defaults).
+        tags: the MetaGraphDef tags to load (`--saved_model_tags`).
 
     Attributes:
         signatures: name -> SignatureDef, the MetaGraphDef's map as saved.
+        batcher: a `Batcher` of this version's own, or None (the server's).
     """
 
     def __init__(
-        self, name: str, version: int, path: str, intra_op_threads: int = 0, inter_op_threads: int = 0
+        self, name: str, version: int, path: str, session_config=None, tags=(tf.saved_model.SERVING,)
     ):
         self.name, self.version, self.path = name, version, path
-        config = config_pb2.ConfigProto(
-            intra_op_parallelism_threads=intra_op_threads,
-            inter_op_parallelism_threads=inter_op_threads,
-        )
+        config = session_config if session_config is not None else config_pb2.ConfigProto()
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph, config=config)
         self._callables = collections.OrderedDict()  # see `_callable`
         self._callables_lock = threading.Lock()
         try:
             with self._graph.as_default():
-                meta_graph = _load_tf1(self._session, path)
+                meta_graph = _load_tf1(self._session, path, list(tags))
         except Exception:
             self._session.close()
             raise
         self.signatures = dict(meta_graph.signature_def)
+        self.batcher = None  # this version's own Batcher (--enable_per_model_batching_parameters)
         self._in_flight = 0
         self._closed = False
         self._idle = threading.Condition()
@@ -134,6 +135,7 @@ class Servable:
             return True
 
     def release(self) -> None:
+        """Ends an in-flight request registered by `acquire`."""
         with self._idle:
             self._in_flight -= 1
             self._idle.notify_all()
@@ -143,6 +145,8 @@ class Servable:
         with self._idle:
             self._closed = True
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+        if self.batcher is not None:
+            self.batcher.close()
         self._session.close()
 
     # -- predict --------------------------------------------------------
@@ -195,8 +199,6 @@ class Servable:
                 ) from None
             except tensors.TensorError:
                 raise ServingError.tensor_parsing(alias) from None
-        for alias, array in arrays.items():
-            self._check_shape(signature_name or DEFAULT_SIGNATURE, alias, array, expected[alias])
         seen = []
         for alias in output_filter:
             if alias not in signature.outputs:
@@ -205,25 +207,6 @@ class Servable:
                 raise ServingError.duplicate_output_alias(alias)
             seen.append(alias)
         return arrays, seen or sorted(signature.outputs)
-
-    @staticmethod
-    def _check_shape(signature_name: str, alias: str, array: np.ndarray, info) -> None:
-        """Unknown dimensions match anything; a scalar input also takes shape (1,).
-
-        The (1,) is passed on as sent, as TF Serving does: the contract's
-        graphs reshape it (docs/savedmodel.md), and REST clients send `[n]`.
-        """
-        expected = tensors.shape_of(info.tensor_shape)
-        if expected is None or (expected == () and array.shape == (1,)):
-            return
-        if len(expected) == array.ndim and all(e < 0 or e == a for e, a in zip(expected, array.shape)):
-            return
-        wanted = tensors.shape_text("?" if size < 0 else size for size in expected)
-        raise ServingError(
-            "INVALID_ARGUMENT",
-            f'Input "{alias}" of signature "{signature_name}" has shape {tensors.shape_text(array.shape)} '
-            f"but the signature expects {wanted} (? = any size).",
-        )
 
     def _callable(self, signature_name: str, input_aliases: tuple, output_aliases: tuple, timeout_ms: int):
         """A session callable for these inputs, outputs and run timeout, made once.

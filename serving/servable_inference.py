@@ -22,6 +22,7 @@ from tensorflow_serving.apis import classification_pb2, inference_pb2, regressio
 from rnnserve.serving.classify_regress import (
     classification_result,
     classify_signature,
+    examples_tensor_name,
     regress_signature,
     regression_result,
     run_examples,
@@ -65,10 +66,10 @@ def predict(
     return servable.run(signature_name, arrays, aliases, timeout_ms)
 
 
-def _run_examples(servable: Servable, request, plan, build_result, response, timeout_ms: int):
+def _run_examples(servable: Servable, request, plan, build_result, response, timeout_ms: int, check: bool):
     """Shared by Classify and Regress: check the signature, run the examples, fill the response."""
     signature_name = request.model_spec.signature_name
-    _, aliases = plan(servable, signature_name)
+    _, aliases = plan(servable, signature_name, check)
     examples = serialized_examples(request.input)
     outputs = run_examples(servable, signature_name, examples, aliases, timeout_ms)
     fill_model_spec(response.model_spec, servable, signature_name)
@@ -76,8 +77,10 @@ def _run_examples(servable: Servable, request, plan, build_result, response, tim
     return response
 
 
-def classify(servable: Servable, request, timeout_ms: int = 0) -> classification_pb2.ClassificationResponse:
-    """Runs a ClassificationRequest through a classify-method signature."""
+def classify(
+    servable: Servable, request, timeout_ms: int = 0, method_name_check: bool = False
+) -> classification_pb2.ClassificationResponse:
+    """Runs a ClassificationRequest (any signature of classify structure unless `method_name_check`)."""
     return _run_examples(
         servable,
         request,
@@ -85,11 +88,14 @@ def classify(servable: Servable, request, timeout_ms: int = 0) -> classification
         classification_result,
         classification_pb2.ClassificationResponse(),
         timeout_ms,
+        method_name_check,
     )
 
 
-def regress(servable: Servable, request, timeout_ms: int = 0) -> regression_pb2.RegressionResponse:
-    """Runs a RegressionRequest through a regress-method signature."""
+def regress(
+    servable: Servable, request, timeout_ms: int = 0, method_name_check: bool = False
+) -> regression_pb2.RegressionResponse:
+    """Runs a RegressionRequest (any signature of regress structure unless `method_name_check`)."""
     return _run_examples(
         servable,
         request,
@@ -97,16 +103,21 @@ def regress(servable: Servable, request, timeout_ms: int = 0) -> regression_pb2.
         regression_result,
         regression_pb2.RegressionResponse(),
         timeout_ms,
+        method_name_check,
     )
 
 
-def multi_inference(servable: Servable, request, timeout_ms: int = 0) -> inference_pb2.MultiInferenceResponse:
+def multi_inference(
+    servable: Servable, request, timeout_ms: int = 0, method_name_check: bool = False
+) -> inference_pb2.MultiInferenceResponse:
     """Runs several classify/regress signatures on one input, as TF Serving's multi_inference.cc.
 
-    All tasks must name the same model, distinct signatures, and signatures
-    that read the same input tensor. (TF Serving fetches every output in one
-    session run; here each task's signature runs on the same serialized
-    examples, which gives the same results.)
+    All tasks must name the same model and distinct signatures. Signatures
+    may read different input tensors (TF2 gives each signature its own):
+    each is fed the same serialized examples, as TF Serving does since 2.4;
+    with `method_name_check` they must share one, TF Serving's older rule.
+    (TF Serving fetches every output in one session run; here each task's
+    signature runs on the same examples, which gives the same results.)
     """
     model_name, input_tensor, seen, plan = "", "", set(), []
     for task in request.tasks:
@@ -127,13 +138,13 @@ def multi_inference(servable: Servable, request, timeout_ms: int = 0) -> inferen
                 "INVALID_ARGUMENT", f"Requested signature not found in model graph: {signature_name}"
             )
         if task.method_name == CLASSIFY_METHOD:
-            signature, aliases = classify_signature(servable, signature_name)
+            signature, aliases = classify_signature(servable, signature_name, method_name_check)
         elif task.method_name == REGRESS_METHOD:
-            signature, aliases = regress_signature(servable, signature_name)
+            signature, aliases = regress_signature(servable, signature_name, method_name_check)
         else:
             raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
-        tensor_name = signature.inputs["inputs"].name
-        if input_tensor and tensor_name != input_tensor:
+        tensor_name = examples_tensor_name(signature)
+        if method_name_check and input_tensor and tensor_name != input_tensor:
             raise ServingError("INVALID_ARGUMENT", "Input tensor must be the same for all Signatures.")
         input_tensor = tensor_name
         plan.append((task, signature_name, aliases))

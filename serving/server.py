@@ -22,7 +22,6 @@ import logging
 import signal
 import threading
 
-from rnnserve.errors import UserError
 from rnnserve.serving.batching import Batcher
 from rnnserve.serving.errors import ServingError
 from rnnserve.serving.grpc_api import MODEL_SERVICE, PREDICTION_SERVICE, build_grpc_server
@@ -43,7 +42,7 @@ class ModelServer:
         options: a `serving.config.ServerOptions`.
 
     Attributes (after `start()`):
-        grpc_port: the bound gRPC port.
+        grpc_port: the bound gRPC TCP port, or None when gRPC is on a UNIX socket only.
         rest_port: the bound REST port, or None when REST is off.
         core: the `ServerCore` both APIs use.
     """
@@ -54,7 +53,11 @@ class ModelServer:
         self.manager = ModelManager(options, self.metrics)
         self.batcher = Batcher(options.batching, self.metrics) if options.batching is not None else None
         self.core = ServerCore(
-            self.manager, self.metrics, self.batcher, max_tensor_bytes=options.max_request_bytes
+            self.manager,
+            self.metrics,
+            self.batcher,
+            max_tensor_bytes=options.max_request_bytes,
+            method_name_check=options.method_name_check,
         )
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
@@ -62,26 +65,37 @@ class ModelServer:
         self._stopped = threading.Event()
 
     def start(self) -> ModelServer:
-        """Loads the models, binds both ports and starts serving; returns self.
+        """Binds both ports, loads the models and starts serving; returns self.
+
+        The ports are bound first, so a busy port fails at once, before any
+        model loads.
 
         Raises:
-            UserError: a configured model cannot be served or a port cannot be bound.
+            ServingError: a port cannot be bound (UNAVAILABLE) or a configured
+                model cannot be served.
         """
+        options = self.options
         try:
-            self.manager.apply_config(self.options.model_config, startup=True)
-        except ServingError as error:
-            self.manager.stop()
-            raise UserError(f"Failed to start server: {error.code}: {error.message}") from None
-        try:
-            self._grpc, self.grpc_port, self._health = build_grpc_server(self.core, self.options)
-            if self.options.rest_api_port is not None:
-                self._rest = build_rest_server(self.core, self.options, self.metrics)
-                self.rest_port = self._rest.server_address[1]
+            self._grpc, self.grpc_port, self._health = build_grpc_server(self.core, options)
         except OSError as error:
+            raise ServingError("UNAVAILABLE", f"{error}: is the port in use? Pass another --port.") from None
+        if options.rest_api_port is not None:
+            try:
+                self._rest = build_rest_server(self.core, options, self.metrics)
+            except OSError as error:
+                self._close_unstarted()
+                raise ServingError(
+                    "UNAVAILABLE",
+                    f"cannot bind REST to {options.host}:{options.rest_api_port} ({error.strerror or error}): "
+                    "is the port in use? Pass another --rest_api_port.",
+                ) from None
+            self.rest_port = self._rest.server_address[1]
+        try:
+            self.manager.apply_config(options.model_config, startup=True)
+        except ServingError:
+            self._close_unstarted()
             self.manager.stop()
-            raise UserError(
-                f"Failed to start server: cannot bind a port on {self.options.host} ({error})."
-            ) from None
+            raise
         self._grpc.start()
         if self._rest is not None:
             self._rest_thread = threading.Thread(
@@ -90,6 +104,14 @@ class ModelServer:
             self._rest_thread.start()
         self.manager.start()
         return self
+
+    def _close_unstarted(self) -> None:
+        """Releases the ports of a server that never started."""
+        if self._grpc is not None:
+            self._grpc.stop(None)
+        if self._rest is not None:
+            self._rest.server_close()
+        self._grpc = self._rest = self._health = None
 
     def stop(self, grace: float = 30.0) -> None:
         """Graceful shutdown: refuse new calls, give in-flight ones `grace` s to finish, unload models.
@@ -123,10 +145,13 @@ class ModelServer:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             host = self.options.host
-            announce(
-                f"Serving gRPC on {host}:{self.grpc_port} ({PREDICTION_SERVICE}, {MODEL_SERVICE}, grpc.health.v1.Health)"
-                + (" with TLS" if self.options.ssl is not None else "")
-            )
+            services = f"({PREDICTION_SERVICE}, {MODEL_SERVICE}, grpc.health.v1.Health"
+            services += ", tensorflow.ProfilerService)" if self.options.enable_profiler else ")"
+            tls = " with TLS" if self.options.ssl is not None else ""
+            if self.grpc_port is not None:
+                announce(f"Serving gRPC on {host}:{self.grpc_port} {services}{tls}")
+            if self.options.grpc_socket_path:
+                announce(f"Serving gRPC on unix:{self.options.grpc_socket_path} {services}{tls}")
             if self.rest_port is not None:
                 announce(f"Serving REST on http://{host}:{self.rest_port}/v1/models/")
             # A timed wait: the kernel may deliver the signal to any thread,

@@ -61,7 +61,7 @@ def test_all_config_files(tmp_path):
         (
             "--model_config_file",
             "model_config_list { config { name: 3 } }",
-            "is not a valid ModelServerConfig text proto",
+            "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:36: ",
         ),
         (
             "--model_config_file",
@@ -89,7 +89,7 @@ def test_all_config_files(tmp_path):
         (
             "--monitoring_config_file",
             "prometheus_config { enable: maybe }",
-            "is not a valid MonitoringConfig text proto",
+            "Error parsing text-format tensorflow.serving.MonitoringConfig: 1:29: ",
         ),
     ],
 )
