@@ -48,6 +48,7 @@ log = logging.getLogger("rnnserve.serving")
 IDLE_TIMEOUT = 10.0  # seconds a keep-alive connection may wait for its next request
 REQUEST_TIMEOUT = 60.0  # seconds a whole request may take to arrive, from its first byte
 WRITE_TIMEOUT = 10.0  # seconds a reply may take to be sent
+LINGER_SECONDS, LINGER_BYTES = 1.0, 1 << 20  # what is drained of a refused body before closing
 # TF Serving's AddCORSHeaders (http_rest_api_util.cc), on every answer with --rest_api_enable_cors_support.
 CORS_HEADERS = (
     ("Access-Control-Allow-Origin", "*"),
@@ -136,6 +137,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def send_error(self, code, message=None, explain=None):
         """http.server's own errors (bad request line, unknown method, headers too long) as JSON."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line did not parse: answer HTTP/1.1 anyway
+            self.request_version = "HTTP/1.1"
         self._error(code, message or http.HTTPStatus(code).phrase)
 
     def _serve(self, method: str) -> None:
@@ -143,11 +146,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = read_body(self.rfile, self.headers, self.server.max_request_bytes)
         except BodyError as error:
             self.close_connection = True  # the rest of the body was not read
-            return self._error(error.status, error.message)
+            self._error(error.status, error.message)
+            return self._linger()
         except OSError:  # the client hung up, or the request took too long to arrive
             self.close_connection = True
             return
         self._reply(*self.server.app(method, urllib.parse.urlsplit(self.path).path, body))
+
+    def _linger(self) -> None:
+        """Reads (and drops) what the client still sends, briefly, so closing does not reset the
+        connection before the client has read the error answer."""
+        self.wfile.flush()
+        self._reader.deadline = time.monotonic() + LINGER_SECONDS
+        try:
+            for _ in range(LINGER_BYTES // 65536):
+                if not self.rfile.read1(65536):
+                    break
+        except OSError:
+            pass
 
     def do_OPTIONS(self):  # noqa: N802 - http.server's naming
         """A CORS preflight: 200 when Origin is http(s)://..., else FAILED_PRECONDITION (400)."""
