@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 
 from rnnserve.serving.batching import Batcher
@@ -33,6 +34,20 @@ from rnnserve.serving.server_core import ServerCore
 log = logging.getLogger("rnnserve.serving")
 
 SIGNAL_CHECK_SECONDS = 0.2  # the longest a SIGTERM/SIGINT waits for `serve_forever` to see it
+
+
+def _check_port_free(host: str, port: int, api: str, flag: str) -> None:
+    """Raises UNAVAILABLE naming `flag` when something already listens on host:port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServingError(
+                "UNAVAILABLE",
+                f"cannot bind {api} to {host}:{port} ({error.strerror}): is the port in use? Pass another {flag}.",
+            ) from None
 
 
 class ModelServer:
@@ -75,6 +90,10 @@ class ModelServer:
                 model cannot be served.
         """
         options = self.options
+        if options.port:
+            _check_port_free(options.host, options.port, "gRPC", "--port")
+        if options.rest_api_port:
+            _check_port_free(options.host, options.rest_api_port, "REST", "--rest_api_port")
         try:
             self._grpc, self.grpc_port, self._health = build_grpc_server(self.core, options)
         except OSError as error:

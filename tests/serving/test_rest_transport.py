@@ -65,7 +65,9 @@ def test_a_chunked_body_is_read_whole_and_the_next_request_on_the_connection_is_
 
 
 def test_a_gzip_body_is_decompressed(tf_server):
-    ((status, _, body),) = exchange(tf_server.rest_port, post(PREDICT, gzip.compress(QUICKSTART), b"Content-Encoding: gzip"))
+    ((status, _, body),) = exchange(
+        tf_server.rest_port, post(PREDICT, gzip.compress(QUICKSTART), b"Content-Encoding: gzip")
+    )
     assert (status, json.loads(body)) == (200, ANSWER)
 
 
@@ -98,9 +100,13 @@ def test_a_gzip_bomb_under_the_cap_on_the_wire_is_429_once_decompressed_past_it(
 
 
 def test_a_chunked_body_over_the_cap_is_429_without_reading_it_all(small_server):
-    payload = post(f"/v1/models/{LM}:predict".encode(), chunked(b"[" * 8192, 1024), b"Transfer-Encoding: chunked")
+    payload = post(
+        f"/v1/models/{LM}:predict".encode(), chunked(b"[" * 8192, 1024), b"Transfer-Encoding: chunked"
+    )
     ((status, _, body),) = exchange(small_server.rest_port, payload)
-    assert status == 429 and "Request body is larger than the limit of 4096 bytes" in json.loads(body)["error"]
+    assert (
+        status == 429 and "Request body is larger than the limit of 4096 bytes" in json.loads(body)["error"]
+    )
 
 
 def options(port: int, *headers: bytes) -> tuple[int, dict, bytes]:
@@ -141,11 +147,20 @@ def test_every_answer_carries_the_cors_headers_when_cors_is_on_and_none_when_off
     "request_bytes, status, message",
     [
         (b"TRACE /v1/models/x HTTP/1.1\r\nHost: a\r\n\r\n", 501, "Unsupported method ('TRACE')"),
-        (b"PUT /v1/models/x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 400, "Malformed request: PUT /v1/models/x"),
+        (
+            b"PUT /v1/models/x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            400,
+            "Malformed request: PUT /v1/models/x",
+        ),
         (b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n", 404, "Not Found: /index.html"),
         (b"GET /v1/models HTTP/x.y\r\n\r\n", 400, "Bad request version ('HTTP/x.y')"),
     ],
-    ids=["unsupported method", "method TF Serving's handler rejects", "path outside /v1/", "bad request line"],
+    ids=[
+        "unsupported method",
+        "method TF Serving's handler rejects",
+        "path outside /v1/",
+        "bad request line",
+    ],
 )
 def test_every_error_is_a_json_body_with_tf_servings_status(tf_server, request_bytes, status, message):
     ((answered, headers, body),) = exchange(tf_server.rest_port, request_bytes)
@@ -156,7 +171,10 @@ def test_every_error_is_a_json_body_with_tf_servings_status(tf_server, request_b
 @pytest.mark.parametrize(
     "body, message",
     [
-        (QUICKSTART + b" x", "JSON Parse error: The document root must not be followed by other values. at offset: 31"),
+        (
+            QUICKSTART + b" x",
+            "JSON Parse error: The document root must not be followed by other values. at offset: 31",
+        ),
         (b"   ", "JSON Parse error: The document is empty. at offset: 3"),
         (b'{"instances": [1.0,]}', "JSON Parse error: Invalid value. at offset: 19"),
     ],
