@@ -242,3 +242,9 @@ def test_a_tf_serving_command_line_with_every_flag_serves(tmp_path, tf_models):
             )
     finally:
         process.stop()
+
+
+def test_docs_serving_md_lists_every_flag_of_the_table():
+    with open(os.path.join(REPO_ROOT, "docs", "serving.md"), encoding="utf-8") as handle:
+        docs = handle.read()
+    assert [flag.name for flag in FLAGS if f"| `--{flag.name}` |" not in docs] == []
