@@ -205,10 +205,14 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
                 help=text,
             )
         elif flag.kind == "string":
-            parser.add_argument(name, default=flag.default, help=text)
+            parser.add_argument(name, default=flag.default, metavar="TEXT", help=text)
         else:
             parser.add_argument(
-                name, default=flag.default, type=_number(flag.name, _CASTS[flag.kind]), help=text
+                name,
+                default=flag.default,
+                type=_number(flag.name, _CASTS[flag.kind]),
+                metavar="N" if flag.kind != "float" else "X",
+                help=text,
             )
 
 

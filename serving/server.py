@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import socket
@@ -90,6 +91,12 @@ class ModelServer:
                 model cannot be served.
         """
         options = self.options
+        if options.rest_api_port and options.rest_api_port == options.port:
+            log.error(  # TF Serving's server.cc: not fatal, REST is skipped
+                "server_options.http_port cannot be same as grpc_port. Please use a different port for "
+                "HTTP/REST API. Skipped exporting HTTP/REST API."
+            )
+            options = self.options = dataclasses.replace(options, rest_api_port=None)
         if options.port:
             _check_port_free(options.host, options.port, "gRPC", "--port")
         if options.rest_api_port:

@@ -208,3 +208,68 @@ def test_a_version_directory_as_base_path_is_tf_servings_warning_with_a_hint_and
         assert code != 0 and hint in err and "Traceback" not in err, err
     finally:
         process.stop()
+
+
+def test_per_model_batching_parameters_give_a_version_its_own_batch_queue(tmp_path, tf_models):
+    from rnnserve.serving.config_protos import BatchingParameters
+
+    base = str(tmp_path / HALF)
+    shutil.copytree(tf_models[HALF], base)
+    with open(os.path.join(base, "123", "batching_params.pbtxt"), "w") as handle:
+        handle.write('max_batch_size { value: 8 } thread_pool_name { value: "half_plus_two_pool" }')
+    server = start_server(
+        {HALF: base}, batching=BatchingParameters(), per_model_batching=True, rest_api_port=None
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            np.testing.assert_allclose(predict_half_plus_two(channel, [2.0]), [3.0])
+        page = server.metrics.page().decode()
+        assert 'processed_batch_size_count{thread_pool_name="half_plus_two_pool"} 1.0' in page
+    finally:
+        server.stop(grace=1)
+
+
+def test_num_load_threads_loads_every_model(tf_models):
+    server = start_server(tf_models, num_load_threads=2, num_unload_threads=2, rest_api_port=None)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            np.testing.assert_allclose(predict_half_plus_two(channel, [2.0]), [3.0])
+            np.testing.assert_allclose(predict_half_plus_two(channel, [2.0], model="tf2_signatures"), [3.0])
+    finally:
+        server.stop(grace=1)
+
+
+def test_a_rest_port_equal_to_the_grpc_port_skips_rest_with_tf_servings_error(tf_models, caplog):
+    from conftest import free_port
+
+    port = free_port()
+    server = start_server({HALF: tf_models[HALF]}, port=port, rest_api_port=port)
+    try:
+        assert (server.grpc_port, server.rest_port) == (port, None)
+        assert any(
+            "server_options.http_port cannot be same as grpc_port" in record.getMessage()
+            for record in caplog.records
+        )
+    finally:
+        server.stop(grace=1)
+
+
+def test_num_request_iterations_for_warmup_runs_each_record_that_many_times(tmp_path, tf_models):
+    from rnnserve.serving.servable import Servable
+    from rnnserve.serving.warmup import run_warmup
+
+    base = str(tmp_path / HALF)
+    shutil.copytree(tf_models[HALF], base)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = HALF
+    request.inputs["x"].CopyFrom(to_tensor_proto(np.array([1.0], np.float32)))
+    write_warmup_file(os.path.join(base, "123", "assets.extra", "tf_serving_warmup_requests"), [request] * 2)
+    servable = Servable(HALF, 123, os.path.join(base, "123"))
+    runs = []
+    run = servable.run
+    servable.run = lambda *args, **kwargs: runs.append(args[0]) or run(*args, **kwargs)
+    try:
+        assert run_warmup(servable, iterations=3) == 2  # records read, as TF Serving logs them
+        assert len(runs) == 6
+    finally:
+        servable.close()
