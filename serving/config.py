@@ -37,28 +37,10 @@ from tensorflow_serving.config import model_server_config_pb2
 from rnnserve.errors import UserError
 from rnnserve.serving.config_protos import BatchingParameters, MonitoringConfig, SSLConfig
 from rnnserve.serving.errors import ServingError
-from rnnserve.serving.flags import DEFAULT_MAX_REQUEST_BYTES, add_server_flags, not_applicable
+from rnnserve.serving.flags import DEFAULT_MAX_REQUEST_BYTES, FLAGS, add_server_flags, not_applicable
 
 PLATFORM = "tensorflow"
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
-# Numeric flags -> the (lowest, highest) value accepted; checked before any file is read.
-FLAG_RANGES = {
-    "port": (0, 65535),
-    "rest_api_port": (0, 65535),
-    "grpc_max_threads": (1, math.inf),
-    "rest_api_num_threads": (1, math.inf),
-    "rest_api_timeout_in_ms": (0, math.inf),  # 0: no run timeout
-    "max_request_bytes": (1024, math.inf),
-    "file_system_poll_wait_seconds": (0, math.inf),
-    "model_config_file_poll_wait_seconds": (0, math.inf),
-    "tensorflow_intra_op_parallelism": (0, math.inf),  # 0: TensorFlow's default
-    "tensorflow_inter_op_parallelism": (0, math.inf),
-    "tensorflow_session_parallelism": (0, math.inf),
-    "num_load_threads": (0, math.inf),
-    "num_unload_threads": (0, math.inf),
-    "max_num_load_retries": (0, math.inf),
-    "num_request_iterations_for_warmup": (0, math.inf),
-}
 __all__ = ["ServerOptions", "add_server_flags", "options_from_flags", "read_text_proto"]
 
 
@@ -314,11 +296,14 @@ def session_config(args: argparse.Namespace) -> config_pb2.ConfigProto:
 
 def options_from_flags(args: argparse.Namespace) -> ServerOptions:
     """Builds ServerOptions from parsed flags, reading every file they name."""
-    for flag, (low, high) in FLAG_RANGES.items():
-        value = getattr(args, flag)
-        if not (math.isfinite(value) and low <= value <= high):
-            wanted = f"in [{low}, {high}]" if high < math.inf else f"at least {low}"
-            raise UserError(f"--{flag} must be {wanted}, got {value}.")
+    for flag in FLAGS:  # numbers first: checked before any file is read
+        if flag.low is None:
+            continue
+        value = getattr(args, flag.name)
+        high = math.inf if flag.high is None else flag.high
+        if not (math.isfinite(value) and flag.low <= value <= high):
+            wanted = f"in [{flag.low}, {high}]" if high < math.inf else f"at least {flag.low}"
+            raise UserError(f"--{flag.name} must be {wanted}, got {value}.")
     if args.model_config_file and args.model_base_path:
         raise UserError("Pass either --model_config_file or --model_base_path, not both.")
     if args.model_config_file:

@@ -49,6 +49,8 @@ class Flag:
         scope: "" (TF Serving's, implemented), "rnnserve" (ours only), or
             one of NOT_APPLICABLE_SCOPES.
         tf_default: TF Serving's default where ours differs, else None.
+        low / high: the range a number must be in, checked before any file
+            is read (low None = unchecked, high None = unbounded).
     """
 
     name: str
@@ -57,6 +59,8 @@ class Flag:
     help: str
     scope: str = ""
     tf_default: object = None
+    low: float | None = None
+    high: float | None = None
 
 
 F = Flag
@@ -66,11 +70,13 @@ FLAGS = (
         "int32",
         8500,
         "gRPC port; 0 with --grpc_socket_path = the socket only, 0 alone = any free port",
+        low=0,
+        high=65535,
     ),
     F("grpc_socket_path", "string", "", "also serve gRPC on this UNIX socket (relative or absolute path)"),
-    F("rest_api_port", "int32", 8501, "REST port; 0 turns REST off", tf_default=0),
-    F("rest_api_num_threads", "int32", 16, "REST worker threads", tf_default="4 x CPUs"),
-    F("rest_api_timeout_in_ms", "int32", 30000, "TensorFlow run timeout of a REST call (0 = none)"),
+    F("rest_api_port", "int32", 8501, "REST port; 0 turns REST off", tf_default=0, low=0, high=65535),
+    F("rest_api_num_threads", "int32", 16, "REST worker threads", tf_default="4 x CPUs", low=1),
+    F("rest_api_timeout_in_ms", "int32", 30000, "TensorFlow run timeout of a REST call (0 = none)", low=0),
     F("rest_api_enable_cors_support", "bool", False, "CORS headers on every REST answer, OPTIONS preflight"),
     F("enable_batching", "bool", False, "merge concurrent Predict calls into batches"),
     F(
@@ -93,12 +99,13 @@ FLAGS = (
         0,
         "re-read --model_config_file this often (0 = only at start)",
         tf_default="whole seconds",
+        low=0,
     ),
     F("model_name", "string", "default", "model name with --model_base_path"),
     F("model_base_path", "string", "", "directory of integer version subdirectories"),
-    F("num_load_threads", "int32", 0, "versions loaded at once (0 = one at a time)"),
-    F("num_unload_threads", "int32", 0, "versions unloaded at once (0 = one at a time)"),
-    F("max_num_load_retries", "int32", 5, "retries of a failed load (0 = try once)"),
+    F("num_load_threads", "int32", 0, "versions loaded at once (0 = one at a time)", low=0),
+    F("num_unload_threads", "int32", 0, "versions unloaded at once (0 = one at a time)", low=0),
+    F("max_num_load_retries", "int32", 5, "retries of a failed load (0 = try once)", low=0),
     F("load_retry_interval_micros", "int64", 60_000_000, "microseconds between load retries"),
     F(
         "file_system_poll_wait_seconds",
@@ -106,21 +113,28 @@ FLAGS = (
         1,
         "how often base paths are listed (0 = once)",
         tf_default="whole seconds",
+        low=0,
     ),
     F("flush_filesystem_caches", "bool", True, "flush file-system caches after loading (local disks: none)"),
-    F("tensorflow_session_parallelism", "int64", 0, "intra- and inter-op threads of a session (0 = auto)"),
+    F(
+        "tensorflow_session_parallelism",
+        "int64",
+        0,
+        "intra- and inter-op threads of a session (0 = auto)",
+        low=0,
+    ),
     F("tensorflow_session_config_file", "string", "", "ConfigProto text proto for every session"),
-    F("tensorflow_intra_op_parallelism", "int64", 0, "intra-op threads of a session (0 = auto)"),
-    F("tensorflow_inter_op_parallelism", "int64", 0, "inter-op threads of a session (0 = auto)"),
+    F("tensorflow_intra_op_parallelism", "int64", 0, "intra-op threads of a session (0 = auto)", low=0),
+    F("tensorflow_inter_op_parallelism", "int64", 0, "inter-op threads of a session (0 = auto)", low=0),
     F("use_alts_credentials", "bool", False, "Google ALTS credentials for gRPC", "alts"),
     F("ssl_config_file", "string", "", "SSLConfig text proto: gRPC over TLS"),
     F("platform_config_file", "string", "", "PlatformConfigMap (other serving platforms)", "platform"),
     F("per_process_gpu_memory_fraction", "float", 0.0, "GPU memory fraction per process", "gpu"),
     F("saved_model_tags", "string", "serve", "comma-separated MetaGraphDef tags to load"),
     F("grpc_channel_arguments", "string", "", "comma-separated key=value gRPC server arguments"),
-    F("grpc_max_threads", "int32", 16, "gRPC worker threads", tf_default="4 x CPUs"),
+    F("grpc_max_threads", "int32", 16, "gRPC worker threads", tf_default="4 x CPUs", low=1),
     F("enable_model_warmup", "bool", True, "replay assets.extra/tf_serving_warmup_requests at load"),
-    F("num_request_iterations_for_warmup", "int32", 0, "times each warmup record runs (0 = once)"),
+    F("num_request_iterations_for_warmup", "int32", 0, "times each warmup record runs (0 = once)", low=0),
     F("version", "bool", False, "print the version and exit"),
     F("monitoring_config_file", "string", "", "MonitoringConfig text proto (Prometheus page)"),
     F(
@@ -153,6 +167,7 @@ FLAGS = (
         DEFAULT_MAX_REQUEST_BYTES,
         "largest request on either API, also after decompression",
         "rnnserve",
+        low=1024,
     ),
 )
 del F
