@@ -17,10 +17,14 @@ import socket
 import subprocess
 import sys
 
+import grpc
+import numpy as np
 import pytest
 from conftest import HALF, REPO_ROOT, ServerProcess, free_port
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from rnnserve.serving.flags import FLAGS, NOT_APPLICABLE_SCOPES, add_server_flags
+from rnnserve.serving.tensors import to_ndarray, to_tensor_proto
 
 # main.cc's flag_list, in order (TF Serving 2.21).
 TF_SERVING_FLAGS = """
@@ -231,6 +235,13 @@ def test_a_tf_serving_command_line_with_every_flag_serves(tmp_path, tf_models):
     process = ServerProcess(*argv)
     try:
         assert any("Serving gRPC on unix:" in line for line in process.lines)
+        assert not any(re.search(r"Serving gRPC on [\d.]+:", line) for line in process.lines)  # socket only
+        with grpc.insecure_channel(f"unix:{values['grpc_socket_path']}") as channel:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = HALF
+            request.inputs["x"].CopyFrom(to_tensor_proto(np.array([1.0, 2.0, 5.0], np.float32)))
+            reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        np.testing.assert_allclose(to_ndarray(reply.outputs["y"]), [2.5, 3.0, 4.5])
         process.wait_for_log("Not applicable on this server")
         applicable = [line for line in process.log if "Not applicable on this server" in line]
         assert len(applicable) == 1
