@@ -97,6 +97,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.rfile.close()  # the plain socket reader; reads need deadlines
         self._reader = _DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self._reader)
+        # Answers go out as one write; without this a small reply could still
+        # wait for the client's delayed ACK of the previous one (Nagle, ~40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's name
         log.debug("REST %s", format % args)
@@ -127,9 +130,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_header(name, value)
         if self.close_connection or self.server.closing.is_set():
             self.send_header("Connection", "close")  # also sets close_connection
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")  # end_headers(), with the body in the same write
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def _error(self, status: int, message: str) -> None:
         self._reply(status, "application/json", error_to_json(message).encode())
