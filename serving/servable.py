@@ -208,8 +208,8 @@ class Servable:
             seen.append(alias)
         return arrays, seen or sorted(signature.outputs)
 
-    def _callable(self, signature_name: str, input_aliases: tuple, output_aliases: tuple, timeout_ms: int):
-        """A session callable for these inputs, outputs and run timeout, made once.
+    def _callable(self, feeds: tuple, fetches: tuple, timeout_ms: int):
+        """A session callable for these feed and fetch tensor names and run timeout, made once.
 
         Like TF Serving's `Session::MakeCallable`: the feeds and fetches are
         bound in C++ ahead of time, which halves a small request's run time
@@ -218,15 +218,11 @@ class Servable:
         requests with similar deadlines share one; the least recently used
         of more than `MAX_CALLABLES` are released.
         """
-        key = (signature_name, input_aliases, output_aliases, timeout_ms)
+        key = (feeds, fetches, timeout_ms)
         with self._callables_lock:
             run = self._callables.pop(key, None)
             if run is None:
-                signature = self.signature(signature_name)
-                options = config_pb2.CallableOptions(
-                    feed=[signature.inputs[alias].name for alias in input_aliases],
-                    fetch=[signature.outputs[alias].name for alias in output_aliases],
-                )
+                options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
                 options.run_options.timeout_in_ms = timeout_ms
                 run = self._session._make_callable_from_options(options)
             self._callables[key] = run  # most recently used last
@@ -234,12 +230,20 @@ class Servable:
                 self._callables.popitem(last=False)
         return run
 
-    def run(self, signature_name: str, arrays: dict, output_aliases, timeout_ms: int = 0) -> dict:
-        """Runs a checked request in the session; returns alias -> numpy array."""
-        input_aliases, output_aliases = tuple(sorted(arrays)), tuple(output_aliases)
-        run = self._callable(signature_name, input_aliases, output_aliases, _timeout_key(timeout_ms))
+    def run_tensors(self, feeds: dict, fetches, timeout_ms: int = 0) -> dict:
+        """One session run by graph tensor names: feeds name -> array; returns fetched name -> array."""
+        names, fetches = tuple(sorted(feeds)), tuple(fetches)
+        run = self._callable(names, fetches, _timeout_key(timeout_ms))
         try:
-            values = run(*(arrays[alias] for alias in input_aliases))
+            values = run(*(feeds[name] for name in names))
         except tf.errors.OpError as error:
             raise tf_error(error) from None
-        return dict(zip(output_aliases, values))
+        return dict(zip(fetches, values))
+
+    def run(self, signature_name: str, arrays: dict, output_aliases, timeout_ms: int = 0) -> dict:
+        """Runs a checked request through a signature; arrays by input alias, returns alias -> array."""
+        signature = self.signature(signature_name)
+        fetches = [signature.outputs[alias].name for alias in output_aliases]
+        feeds = {signature.inputs[alias].name: array for alias, array in arrays.items()}
+        values = self.run_tensors(feeds, fetches, timeout_ms)
+        return {alias: values[name] for alias, name in zip(output_aliases, fetches)}

@@ -116,8 +116,7 @@ def multi_inference(
     may read different input tensors (TF2 gives each signature its own):
     each is fed the same serialized examples, as TF Serving does since 2.4;
     with `method_name_check` they must share one, TF Serving's older rule.
-    (TF Serving fetches every output in one session run; here each task's
-    signature runs on the same examples, which gives the same results.)
+    Every output is fetched in one session run, as TF Serving does.
     """
     model_name, input_tensor, seen, plan = "", "", set(), []
     for task in request.tasks:
@@ -147,15 +146,20 @@ def multi_inference(
         if method_name_check and input_tensor and tensor_name != input_tensor:
             raise ServingError("INVALID_ARGUMENT", "Input tensor must be the same for all Signatures.")
         input_tensor = tensor_name
-        plan.append((task, signature_name, aliases))
+        plan.append((task, signature, aliases))
     if not plan:
         raise ServingError("INVALID_ARGUMENT", "MultiInferenceRequest has no tasks.")
     examples = serialized_examples(request.input)
+    # One session run, as TF Serving's: every task's input tensor is fed the
+    # same examples, the union of the tasks' outputs is fetched.
+    feeds = {examples_tensor_name(signature): examples for _, signature, _ in plan}
+    fetches = sorted({signature.outputs[alias].name for _, signature, aliases in plan for alias in aliases})
+    values = servable.run_tensors(feeds, fetches, timeout_ms)
     response = inference_pb2.MultiInferenceResponse()
-    for task, signature_name, aliases in plan:
-        outputs = run_examples(servable, signature_name, examples, aliases, timeout_ms)
+    for task, signature, aliases in plan:
+        outputs = {alias: values[signature.outputs[alias].name] for alias in aliases}
         result = response.results.add()
-        fill_model_spec(result.model_spec, servable, signature_name)
+        fill_model_spec(result.model_spec, servable, task.model_spec.signature_name)
         if task.method_name == CLASSIFY_METHOD:
             result.classification_result.CopyFrom(classification_result(outputs, len(examples)))
         else:
