@@ -204,7 +204,8 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         meaning = flag.help
         if flag.scope in NOT_APPLICABLE_SCOPES:
             meaning = f"accepted, not applicable here ({flag.scope}): {meaning}"
-        default = f"Default {flag.default!r}." if flag.default not in ("", None) else ""
+        shown = str(flag.default).lower() if flag.kind == "bool" else flag.default
+        default = f"Default {shown}." if flag.default not in ("", None) else ""
         if flag.tf_default is not None:
             default += f" (TF Serving: {flag.tf_default})"
         text = f"{meaning}. {default}".strip().replace("%", "%%")
