@@ -41,11 +41,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 
-from rnnserve.errors import UserError
 from rnnserve.serving import tensors
 from rnnserve.serving.config import check_batching, read_text_proto
 from rnnserve.serving.config_protos import BatchingParameters
-from rnnserve.serving.errors import ServingError
+from rnnserve.serving.errors import ConfigError, ServingError
 
 
 @dataclasses.dataclass(eq=False)  # a task equals only itself (deque.remove; arrays have no ==)
@@ -243,6 +242,6 @@ def per_model_batcher(path: str, metrics):
     try:
         parameters = read_text_proto(file, BatchingParameters(), "--enable_per_model_batching_parameters")
         check_batching(parameters)
-    except UserError as error:
+    except ConfigError as error:
         raise ServingError("INVALID_ARGUMENT", str(error)) from None
     return Batcher(parameters, metrics)

@@ -36,14 +36,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     from rnnserve.errors import UserError
     from rnnserve.serving.config import options_from_flags
-    from rnnserve.serving.errors import ServingError
+    from rnnserve.serving.errors import ConfigError, ServingError
     from rnnserve.serving.server import ModelServer
 
     if args.version:
         print(_version_lines(), flush=True)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    options = options_from_flags(args)
+    try:
+        options = options_from_flags(args)
+    except ConfigError as error:
+        raise UserError(str(error)) from None
     if options.not_applicable:
         logging.getLogger("rnnserve.serving").info(
             "Not applicable on this server (no GPU, TPU, TFLite, ALTS, custom thread pools or other "

@@ -13,7 +13,7 @@ protobuf itself:
 | `--batching_parameters_file`  | `BatchingParameters` | `max_batch_size { value: 32 }`                |
 | `--tensorflow_session_config_file` | `tensorflow.ConfigProto` | `intra_op_parallelism_threads: 2`     |
 
-Every problem is a `UserError` naming the flag and the file; a file that
+Every problem is a `ConfigError` naming the flag and the file; a file that
 does not parse reads as protobuf's own `Error parsing text-format ...` line.
 
 Example:
@@ -34,9 +34,8 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import config_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from rnnserve.errors import UserError
 from rnnserve.serving.config_protos import BatchingParameters, MonitoringConfig, SSLConfig
-from rnnserve.serving.errors import ServingError
+from rnnserve.serving.errors import ConfigError, ServingError
 from rnnserve.serving.flags import DEFAULT_MAX_REQUEST_BYTES, FLAGS, add_server_flags, not_applicable
 
 PLATFORM = "tensorflow"
@@ -194,7 +193,7 @@ def parse_error_text(error: text_format.ParseError, message) -> str:
 
 
 def read_text_proto(path: str, message, flag: str):
-    """Parses the text-format file `path` into `message`; UserError naming `flag` on failure.
+    """Parses the text-format file `path` into `message`; ConfigError naming `flag` on failure.
 
     A parse error reads as protobuf's own line (TF Serving's), then names the flag and file.
     """
@@ -202,13 +201,13 @@ def read_text_proto(path: str, message, flag: str):
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as error:
-        raise UserError(f"{flag} file '{path}' cannot be read ({error.strerror}).") from None
+        raise ConfigError(f"{flag} file '{path}' cannot be read ({error.strerror}).") from None
     except UnicodeDecodeError:
-        raise UserError(f"{flag} file '{path}' is not UTF-8 text.") from None
+        raise ConfigError(f"{flag} file '{path}' is not UTF-8 text.") from None
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as error:
-        raise UserError(f"{parse_error_text(error, message)} (in {flag} file '{path}')") from None
+        raise ConfigError(f"{parse_error_text(error, message)} (in {flag} file '{path}')") from None
 
 
 def read_model_config_file(path: str):
@@ -217,7 +216,7 @@ def read_model_config_file(path: str):
     try:
         validate_model_server_config(config)
     except ServingError as error:
-        raise UserError(f"--model_config_file '{path}': {error.message}") from None
+        raise ConfigError(f"--model_config_file '{path}': {error.message}") from None
     return config
 
 
@@ -225,28 +224,28 @@ def check_batching(parameters) -> None:
     """Checks BatchingParameters the way TF Serving's batching session does."""
     sizes = list(parameters.allowed_batch_sizes)
     if parameters.pad_variable_length_inputs:
-        raise UserError(
+        raise ConfigError(
             "--batching_parameters_file: pad_variable_length_inputs is not supported by the embedded server."
         )
     if any(b <= a for a, b in zip(sizes, sizes[1:])):
-        raise UserError(
+        raise ConfigError(
             "--batching_parameters_file: allowed_batch_sizes entries must be monotonically increasing."
         )
     max_size = parameters.max_batch_size.value if parameters.HasField("max_batch_size") else None
     splitting = parameters.enable_large_batch_splitting.value
     if sizes and max_size is not None and sizes[-1] != max_size and not splitting:
-        raise UserError(
+        raise ConfigError(
             "--batching_parameters_file: the final entry in allowed_batch_sizes must equal max_batch_size."
         )
     if splitting and parameters.HasField("max_execution_batch_size"):
         if parameters.max_execution_batch_size.value != max_size:  # TF Serving reads it only when splitting
-            raise UserError(
+            raise ConfigError(
                 "--batching_parameters_file: max_execution_batch_size must equal max_batch_size, because "
                 "the embedded server never splits a request into smaller batches."
             )
     for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
         if parameters.HasField(name) and getattr(parameters, name).value < 1:
-            raise UserError(f"--batching_parameters_file: {name} must be at least 1.")
+            raise ConfigError(f"--batching_parameters_file: {name} must be at least 1.")
 
 
 def grpc_channel_arguments(text: str) -> list[tuple[str, object]]:
@@ -259,7 +258,7 @@ def grpc_channel_arguments(text: str) -> list[tuple[str, object]]:
     for item in (piece for piece in text.split(",") if piece):
         key, equals, value = item.partition("=")
         if not equals or not key:
-            raise UserError(f"--grpc_channel_arguments: '{item}' is not key=value.")
+            raise ConfigError(f"--grpc_channel_arguments: '{item}' is not key=value.")
         value = value.split("=")[0]  # TF Serving keeps what is before a second '='
         try:
             number = int(value)
@@ -280,7 +279,7 @@ def session_config(args: argparse.Namespace) -> config_pb2.ConfigProto:
         args.tensorflow_session_parallelism,
     )
     if intra > 0 and inter > 0 and both > 0:
-        raise UserError(
+        raise ConfigError(
             "Either configure server_options.tensorflow_session_parallelism or "
             "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism) "
             "separately. You cannot configure all."
@@ -303,19 +302,19 @@ def options_from_flags(args: argparse.Namespace) -> ServerOptions:
         high = math.inf if flag.high is None else flag.high
         if not (math.isfinite(value) and flag.low <= value <= high):
             wanted = f"in [{flag.low}, {high}]" if high < math.inf else f"at least {flag.low}"
-            raise UserError(f"--{flag.name} must be {wanted}, got {value}.")
+            raise ConfigError(f"--{flag.name} must be {wanted}, got {value}.")
     if args.model_config_file and args.model_base_path:
-        raise UserError("Pass either --model_config_file or --model_base_path, not both.")
+        raise ConfigError("Pass either --model_config_file or --model_base_path, not both.")
     if args.model_config_file:
         model_config = read_model_config_file(args.model_config_file)
     elif args.model_base_path:
         model_config = single_model_config(args.model_name, os.path.abspath(args.model_base_path))
     else:
-        raise UserError(
+        raise ConfigError(
             "Nothing to serve: pass --model_base_path DIR (with --model_name) or --model_config_file FILE."
         )
     if args.batching_parameters_file and not args.enable_batching:
-        raise UserError(
+        raise ConfigError(
             "server_options.batching_parameters_file is set without setting "
             "server_options.enable_batching to true."
         )
@@ -331,7 +330,7 @@ def options_from_flags(args: argparse.Namespace) -> ServerOptions:
         else None
     )
     if ssl is not None and not (ssl.server_key and ssl.server_cert):
-        raise UserError(
+        raise ConfigError(
             f"--ssl_config_file '{args.ssl_config_file}' must set both server_key and server_cert."
         )
     monitoring = None

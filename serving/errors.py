@@ -173,6 +173,17 @@ class ServingError(Exception):
         return cls("INVALID_ARGUMENT", f"tensor parsing error: {alias}")
 
 
+class ConfigError(Exception):
+    """A flag or configuration file the server cannot use: one sentence naming the flag and the file.
+
+    The `rnnserve serve` command prints it as its one-line error (exit status 2).
+
+    Example:
+
+    >>> raise ConfigError("--port must be in [0, 65535], got 70000.")
+    """
+
+
 def tf_error(error) -> ServingError:
     """A TensorFlow runtime error (`tf.errors.OpError`) as a ServingError with the same code.
 

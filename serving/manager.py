@@ -51,7 +51,7 @@ from rnnserve.serving.config import (
     read_model_config_file,
     validate_model_server_config,
 )
-from rnnserve.serving.errors import ServingError, load_error
+from rnnserve.serving.errors import ConfigError, ServingError, load_error
 from rnnserve.serving.servable import Servable
 from rnnserve.serving.version_source import aspired_versions, dir_key, list_versions, no_versions_message
 from rnnserve.serving.warmup import run_warmup
@@ -331,7 +331,11 @@ class ModelManager:
         self._threads.append(thread)
 
     def _reread_config_file(self) -> None:
-        config = read_model_config_file(self._options.model_config_file)
+        try:
+            config = read_model_config_file(self._options.model_config_file)
+        except ConfigError as error:  # TF Serving logs it and keeps serving the models it has
+            log.error("Failed to read ModelServerConfig file: %s", error)
+            return
         with self._lock:
             unchanged = config.model_config_list == _as_list(self._configs)
         if not unchanged:

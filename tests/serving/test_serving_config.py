@@ -1,15 +1,15 @@
 """Flags and TF Serving's text-proto config files, parsed by protobuf.
 
 Oracles: the proto field definitions (a file TF Serving accepts parses
-here, field for field) and the one-line UserError contract.
+here, field for field) and the one-line ConfigError contract.
 """
 
 import argparse
 
 import pytest
 
-from rnnserve.errors import UserError
 from rnnserve.serving.config import add_server_flags, options_from_flags
+from rnnserve.serving.errors import ConfigError
 
 
 def parse(*argv):
@@ -98,7 +98,7 @@ def test_bad_files_are_one_line_user_errors_naming_the_flag(tmp_path, flag, text
     path.write_text(text)
     argv = ["--model_base_path", str(tmp_path)] if flag != "--model_config_file" else []
     argv += [flag, str(path)] + (["--enable_batching"] if flag == "--batching_parameters_file" else [])
-    with pytest.raises(UserError) as caught:
+    with pytest.raises(ConfigError) as caught:
         parse(*argv)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert (
@@ -107,7 +107,7 @@ def test_bad_files_are_one_line_user_errors_naming_the_flag(tmp_path, flag, text
 
 
 def test_nothing_to_serve_is_a_user_error():
-    with pytest.raises(UserError, match="Nothing to serve"):
+    with pytest.raises(ConfigError, match="Nothing to serve"):
         parse()
 
 
