@@ -273,3 +273,18 @@ def test_num_request_iterations_for_warmup_runs_each_record_that_many_times(tmp_
         assert len(runs) == 6
     finally:
         servable.close()
+
+
+def test_the_profiler_service_is_there_only_with_enable_profiler(tf_models, tf_server):
+    def call(port: int, method: str):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.RpcError) as caught:
+                channel.unary_unary(f"/tensorflow.ProfilerService/{method}")(b"", timeout=10)
+        return caught.value.code()
+
+    assert call(tf_server.grpc_port, "Monitor") == grpc.StatusCode.UNIMPLEMENTED  # served, not implemented
+    server = start_server({HALF: tf_models[HALF]}, enable_profiler=False, rest_api_port=None)
+    try:
+        assert call(server.grpc_port, "Profile") == grpc.StatusCode.UNIMPLEMENTED  # no such service
+    finally:
+        server.stop(grace=1)
