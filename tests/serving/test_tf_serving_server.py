@@ -280,11 +280,15 @@ def test_the_profiler_service_is_there_only_with_enable_profiler(tf_models, tf_s
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             with pytest.raises(grpc.RpcError) as caught:
                 channel.unary_unary(f"/tensorflow.ProfilerService/{method}")(b"", timeout=10)
-        return caught.value.code()
+        return caught.value.code(), caught.value.details()
 
-    assert call(tf_server.grpc_port, "Monitor") == grpc.StatusCode.UNIMPLEMENTED  # served, not implemented
+    unimplemented = grpc.StatusCode.UNIMPLEMENTED
+    assert call(tf_server.grpc_port, "Monitor") == (unimplemented, "Method not implemented")  # served
     server = start_server({HALF: tf_models[HALF]}, enable_profiler=False, rest_api_port=None)
     try:
-        assert call(server.grpc_port, "Profile") == grpc.StatusCode.UNIMPLEMENTED  # no such service
+        assert call(server.grpc_port, "Profile") == (
+            unimplemented,
+            "Method not found!",
+        )  # gRPC: no such service
     finally:
         server.stop(grace=1)
