@@ -39,7 +39,9 @@ def _banner(text):
 
 def run_demo(args):
     from rnnserve.cli import main
+    from rnnserve.errors import UserError
     from rnnserve.serving.config import ServerOptions
+    from rnnserve.serving.errors import ServingError
     from rnnserve.serving.server import ModelServer
 
     root = Path(args.dir)
@@ -59,7 +61,10 @@ def run_demo(args):
     server = ModelServer(
         ServerOptions.for_model(MODEL_NAME, str(export_base.resolve()), port=0, rest_api_port=0)
     )
-    server.start()
+    try:
+        server.start()
+    except ServingError as error:
+        raise UserError(f"Failed to start server: {error.code}: {error.message}") from None
     grpc_target, rest_url = f"127.0.0.1:{server.grpc_port}", f"http://127.0.0.1:{server.rest_port}"
     print(f"gRPC on {grpc_target}, REST on {rest_url}", flush=True)
     try:

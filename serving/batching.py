@@ -44,7 +44,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import numpy as np
 
 from rnnserve.serving import tensors
-from rnnserve.serving.errors import ServingError
+from rnnserve.serving.config import check_batching, read_text_proto
+from rnnserve.serving.config_protos import BatchingParameters
+from rnnserve.serving.errors import ConfigError, ServingError
 
 
 @dataclasses.dataclass(eq=False)  # a task equals only itself (deque.remove; arrays have no ==)
@@ -229,3 +231,19 @@ class Batcher:
             self._ready.notify_all()
         for thread in self._threads:
             thread.join()
+
+
+PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"  # TF Serving's name, in the version directory
+
+
+def per_model_batcher(path: str, metrics):
+    """The Batcher of a version's `batching_params.pbtxt`, or None (--enable_per_model_batching_parameters)."""
+    file = os.path.join(path, PER_MODEL_BATCHING_FILE)
+    if not os.path.exists(file):
+        return None
+    try:
+        parameters = read_text_proto(file, BatchingParameters(), "--enable_per_model_batching_parameters")
+        check_batching(parameters)
+    except ConfigError as error:
+        raise ServingError("INVALID_ARGUMENT", str(error)) from None
+    return Batcher(parameters, metrics)

@@ -1,6 +1,8 @@
 """Classify and Regress on one servable: TF Serving's `classifier.cc` / `regressor.cc` rules.
 
-A classify or regress signature reads one string tensor, `inputs`, of
+A classify or regress signature (by method name, or any signature of that
+structure: TF Serving's `--enable_signature_method_name_check` is off by
+default) reads one string tensor, `inputs`, of
 serialized `tf.Example`s (B,) and writes `classes` (B, C) string and/or
 `scores` (B, C) float, or `outputs` (B,) / (B, 1) float. The functions
 here check a signature's structure, turn a request's `Input` proto into the
@@ -32,12 +34,12 @@ CLASSES, SCORES = "classes", "scores"  # kClassifyOutputClasses / kClassifyOutpu
 REGRESS_OUTPUT = "outputs"  # kRegressOutputs
 
 
-def _method_signature(servable, signature_name: str, method: str, kind: str):
+def _method_signature(servable, signature_name: str, method: str, kind: str, method_name_check: bool):
     name = signature_name or DEFAULT_SIGNATURE
     if name not in servable.signatures:
         raise ServingError("INVALID_ARGUMENT", f"No signature was found with the name: {name}")
     signature = servable.signatures[name]
-    if signature.method_name != method:
+    if method_name_check and signature.method_name != method:
         raise ServingError(
             "INVALID_ARGUMENT",
             f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}",
@@ -50,14 +52,23 @@ def _single_input(signature, kind: str) -> None:
         raise ServingError("INVALID_ARGUMENT", "Expected one input Tensor.")
     if EXAMPLES_INPUT not in signature.inputs:
         raise ServingError(
-            "FAILED_PRECONDITION",
+            "INVALID_ARGUMENT",
             f"No {kind} inputs found in SignatureDef: {text_format.MessageToString(signature)}",
         )
 
 
-def classify_signature(servable, signature_name: str) -> tuple[object, list[str]]:
-    """The classify SignatureDef and the output aliases it provides (classes/scores)."""
-    signature = _method_signature(servable, signature_name, CLASSIFY_METHOD, "classification")
+def classify_signature(
+    servable, signature_name: str, method_name_check: bool = False
+) -> tuple[object, list[str]]:
+    """The classify SignatureDef and the output aliases it provides (classes/scores).
+
+    With `method_name_check` (`--enable_signature_method_name_check`) its
+    method_name must be classify; without it (TF Serving's default) any
+    signature of the right structure works, TF2's predict ones included.
+    """
+    signature = _method_signature(
+        servable, signature_name, CLASSIFY_METHOD, "classification", method_name_check
+    )
     _single_input(signature, "classification")
     if len(signature.outputs) not in (1, 2):
         raise ServingError(
@@ -66,22 +77,24 @@ def classify_signature(servable, signature_name: str) -> tuple[object, list[str]
     outputs = [alias for alias in (CLASSES, SCORES) if alias in signature.outputs]
     if not outputs:
         raise ServingError(
-            "FAILED_PRECONDITION",
+            "INVALID_ARGUMENT",
             'Expected classification signature outputs to contain at least one of "classes" or '
             f'"scores". Signature was: {text_format.MessageToString(signature)}',
         )
     return signature, outputs
 
 
-def regress_signature(servable, signature_name: str) -> tuple[object, list[str]]:
-    """The regress SignatureDef and its single output alias (`outputs`)."""
-    signature = _method_signature(servable, signature_name, REGRESS_METHOD, "regression")
+def regress_signature(
+    servable, signature_name: str, method_name_check: bool = False
+) -> tuple[object, list[str]]:
+    """The regress SignatureDef and its single output alias (`outputs`); method_name as for classify."""
+    signature = _method_signature(servable, signature_name, REGRESS_METHOD, "regression", method_name_check)
     _single_input(signature, "regression")
     if len(signature.outputs) != 1:
         raise ServingError("INVALID_ARGUMENT", "Expected one output Tensor.")
     if REGRESS_OUTPUT not in signature.outputs:
         raise ServingError(
-            "FAILED_PRECONDITION",
+            "INVALID_ARGUMENT",
             f"No regression outputs found in SignatureDef: {text_format.MessageToString(signature)}",
         )
     return signature, [REGRESS_OUTPUT]
@@ -90,6 +103,11 @@ def regress_signature(servable, signature_name: str) -> tuple[object, list[str]]
 def run_examples(servable, signature_name: str, examples: np.ndarray, aliases, timeout_ms: int = 0) -> dict:
     """Runs serialized tf.Examples (B,) through a classify/regress signature; alias -> array."""
     return servable.run(signature_name or DEFAULT_SIGNATURE, {EXAMPLES_INPUT: examples}, aliases, timeout_ms)
+
+
+def examples_tensor_name(signature) -> str:
+    """The graph tensor a classify/regress signature feeds its examples to."""
+    return signature.inputs[EXAMPLES_INPUT].name
 
 
 def serialized_examples(request_input) -> np.ndarray:

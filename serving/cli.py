@@ -19,14 +19,45 @@ from __future__ import annotations
 import argparse
 
 
+def _version_lines() -> str:
+    """`--version`'s two lines, in tensorflow_model_server's format."""
+    import importlib.metadata
+
+    import tensorflow as tf
+
+    try:
+        ours = importlib.metadata.version("rnnserve")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        ours = "unknown"
+    return f"TensorFlow ModelServer: {ours} (rnnserve)\nTensorFlow Library: {tf.__version__}"
+
+
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
+    from rnnserve.errors import UserError
     from rnnserve.serving.config import options_from_flags
+    from rnnserve.serving.errors import ConfigError, ServingError
     from rnnserve.serving.server import ModelServer
 
+    if args.version:
+        print(_version_lines(), flush=True)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = ModelServer(options_from_flags(args)).start()
+    try:
+        options = options_from_flags(args)
+    except ConfigError as error:
+        raise UserError(str(error)) from None
+    if options.not_applicable:
+        logging.getLogger("rnnserve.serving").info(
+            "Not applicable on this server (no GPU, TPU, TFLite, ALTS, custom thread pools or other "
+            "platforms), ignored: %s",
+            ", ".join(options.not_applicable),
+        )
+    try:
+        server = ModelServer(options).start()
+    except ServingError as error:
+        raise UserError(f"Failed to start server: {error.code}: {error.message}") from None
     server.serve_forever(announce=lambda line: print(line, flush=True))
     return 0
 
@@ -71,7 +102,9 @@ def register_server(subparsers) -> None:
     serve = subparsers.add_parser(
         "serve",
         help="Run the TF-Serving-compatible server (gRPC + REST).",
-        description="Serve SavedModels like tensorflow_model_server: same flags, same APIs.",
+        description="Serve SavedModels like tensorflow_model_server: same flags (--flag=value, "
+        "booleans --flag or --flag=true|false), same APIs.",
+        allow_abbrev=False,
     )
     add_server_flags(serve)
     serve.set_defaults(func=_serve)

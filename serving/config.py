@@ -1,6 +1,6 @@
 """The server's options: `tensorflow_model_server`'s flags and its text-proto files.
 
-`add_server_flags(parser)` declares the flags with TF Serving's names;
+`serving.flags` declares the flags (re-exported here as `add_server_flags`);
 `options_from_flags(args)` reads and checks every file they point to and
 returns a `ServerOptions`. Files are protobuf text format, parsed by
 protobuf itself:
@@ -11,8 +11,10 @@ protobuf itself:
 | `--ssl_config_file`           | `SSLConfig`          | `server_key: "-----BEGIN PRIVATE KEY..."`      |
 | `--monitoring_config_file`    | `MonitoringConfig`   | `prometheus_config { enable: true }`          |
 | `--batching_parameters_file`  | `BatchingParameters` | `max_batch_size { value: 32 }`                |
+| `--tensorflow_session_config_file` | `tensorflow.ConfigProto` | `intra_op_parallelism_threads: 2`     |
 
-Every problem is a `UserError` naming the flag and the file.
+Every problem is a `ConfigError` naming the flag and the file; a file that
+does not parse reads as protobuf's own `Error parsing text-format ...` line.
 
 Example:
 
@@ -29,28 +31,16 @@ import math
 import os
 
 from google.protobuf import text_format
+from tensorflow.core.protobuf import config_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from rnnserve.errors import UserError
 from rnnserve.serving.config_protos import BatchingParameters, MonitoringConfig, SSLConfig
-from rnnserve.serving.errors import ServingError
+from rnnserve.serving.errors import ConfigError, ServingError
+from rnnserve.serving.flags import DEFAULT_MAX_REQUEST_BYTES, FLAGS, add_server_flags, not_applicable
 
 PLATFORM = "tensorflow"
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
-DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # loopback-friendly, far below gRPC's 2 GiB
-# Numeric flags -> the (lowest, highest) value accepted; checked before any file is read.
-FLAG_RANGES = {
-    "port": (0, 65535),
-    "rest_api_port": (0, 65535),
-    "grpc_max_threads": (1, math.inf),
-    "rest_api_num_threads": (1, math.inf),
-    "rest_api_timeout_in_ms": (0, math.inf),  # 0: no run timeout
-    "max_request_bytes": (1024, math.inf),
-    "file_system_poll_wait_seconds": (0, math.inf),
-    "model_config_file_poll_wait_seconds": (0, math.inf),
-    "tensorflow_intra_op_parallelism": (0, math.inf),  # 0: TensorFlow's default
-    "tensorflow_inter_op_parallelism": (0, math.inf),
-}
+__all__ = ["ServerOptions", "add_server_flags", "options_from_flags", "read_text_proto"]
 
 
 @dataclasses.dataclass
@@ -76,7 +66,21 @@ class ServerOptions:
         max_request_bytes: largest request accepted on either API (ours).
         allow_version_labels_for_unavailable_models: let a label name a version
             that is not AVAILABLE yet.
-        intra_op_threads / inter_op_threads: TensorFlow session thread pools (0 = TF default).
+        session_config: every session's `ConfigProto` (None = TensorFlow's defaults).
+        grpc_socket_path: also serve gRPC on this UNIX socket ("" = no socket).
+        grpc_channel_arguments: extra gRPC server options, (key, int or str) pairs.
+        cors: CORS headers and OPTIONS preflight on the REST API.
+        enable_model_warmup: replay each version's warmup file before it serves.
+        warmup_iterations: times each warmup record runs.
+        saved_model_tags: the MetaGraphDef tags loaded.
+        max_num_load_retries: retries of a failed load.
+        load_retry_interval_seconds: the wait before each retry.
+        num_load_threads / num_unload_threads: versions loaded / unloaded at once (0 = one).
+        method_name_check: Classify / Regress need classify / regress method names.
+        enable_profiler: tensorflow.ProfilerService on the gRPC port(s).
+        tensor_content: Predict outputs sent as tensor_content bytes.
+        per_model_batching: read each version's `batching_params.pbtxt` (with batching on).
+        not_applicable: flags given that mean nothing here (named once in the log).
     """
 
     model_config: model_server_config_pb2.ModelServerConfig
@@ -94,8 +98,22 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     allow_version_labels_for_unavailable_models: bool = False
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
+    session_config: object | None = None
+    grpc_socket_path: str = ""
+    grpc_channel_arguments: list = dataclasses.field(default_factory=list)
+    cors: bool = False
+    enable_model_warmup: bool = True
+    warmup_iterations: int = 1
+    saved_model_tags: tuple = ("serve",)
+    max_num_load_retries: int = 5
+    load_retry_interval_seconds: float = 60.0
+    num_load_threads: int = 0
+    num_unload_threads: int = 0
+    method_name_check: bool = False
+    enable_profiler: bool = True
+    tensor_content: bool = False
+    per_model_batching: bool = False
+    not_applicable: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def for_model(cls, name: str, base_path: str, **kwargs) -> ServerOptions:
@@ -155,19 +173,41 @@ def validate_model_server_config(config) -> None:
             raise ServingError("INVALID_ARGUMENT", f"Model {model.name} has no base_path.")
 
 
+def parse_error_text(error: text_format.ParseError, message) -> str:
+    """protobuf's C++ wording of a text-format parse error (what TF Serving logs).
+
+    >>> try:
+    ...     text_format.Parse("foo: 1", model_server_config_pb2.ModelServerConfig())
+    ... except text_format.ParseError as error:
+    ...     print(parse_error_text(error, model_server_config_pb2.ModelServerConfig()))
+    Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1: Message type "tensorflow.serving.ModelServerConfig" has no field named "foo".
+    """
+    text = str(error)
+    line, column = error.GetLine(), error.GetColumn()
+    if line is not None and text.startswith(f"{line}:{column} : "):
+        text = text[len(f"{line}:{column} : ") :]
+        if text.startswith("'") and "': " in text:  # Python quotes the offending line first
+            text = text[text.index("': ") + 3 :]
+    where = f"{line}:{column}: " if line is not None else ""
+    return f"Error parsing text-format {message.DESCRIPTOR.full_name}: {where}{text}"
+
+
 def read_text_proto(path: str, message, flag: str):
-    """Parses the text-format file `path` into `message`; UserError naming `flag` on failure."""
+    """Parses the text-format file `path` into `message`; ConfigError naming `flag` on failure.
+
+    A parse error reads as protobuf's own line (TF Serving's), then names the flag and file.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as error:
-        raise UserError(f"{flag} file '{path}' cannot be read ({error.strerror}).") from None
+        raise ConfigError(f"{flag} file '{path}' cannot be read ({error.strerror}).") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{flag} file '{path}' is not UTF-8 text.") from None
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as error:
-        raise UserError(
-            f"{flag} file '{path}' is not a valid {message.DESCRIPTOR.name} text proto: {error}"
-        ) from None
+        raise ConfigError(f"{parse_error_text(error, message)} (in {flag} file '{path}')") from None
 
 
 def read_model_config_file(path: str):
@@ -176,7 +216,7 @@ def read_model_config_file(path: str):
     try:
         validate_model_server_config(config)
     except ServingError as error:
-        raise UserError(f"--model_config_file '{path}': {error.message}") from None
+        raise ConfigError(f"--model_config_file '{path}': {error.message}") from None
     return config
 
 
@@ -184,96 +224,99 @@ def check_batching(parameters) -> None:
     """Checks BatchingParameters the way TF Serving's batching session does."""
     sizes = list(parameters.allowed_batch_sizes)
     if parameters.pad_variable_length_inputs:
-        raise UserError(
+        raise ConfigError(
             "--batching_parameters_file: pad_variable_length_inputs is not supported by the embedded server."
         )
     if any(b <= a for a, b in zip(sizes, sizes[1:])):
-        raise UserError(
+        raise ConfigError(
             "--batching_parameters_file: allowed_batch_sizes entries must be monotonically increasing."
         )
     max_size = parameters.max_batch_size.value if parameters.HasField("max_batch_size") else None
     splitting = parameters.enable_large_batch_splitting.value
     if sizes and max_size is not None and sizes[-1] != max_size and not splitting:
-        raise UserError(
+        raise ConfigError(
             "--batching_parameters_file: the final entry in allowed_batch_sizes must equal max_batch_size."
         )
     if splitting and parameters.HasField("max_execution_batch_size"):
         if parameters.max_execution_batch_size.value != max_size:  # TF Serving reads it only when splitting
-            raise UserError(
+            raise ConfigError(
                 "--batching_parameters_file: max_execution_batch_size must equal max_batch_size, because "
                 "the embedded server never splits a request into smaller batches."
             )
     for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
         if parameters.HasField(name) and getattr(parameters, name).value < 1:
-            raise UserError(f"--batching_parameters_file: {name} must be at least 1.")
+            raise ConfigError(f"--batching_parameters_file: {name} must be at least 1.")
 
 
-def add_server_flags(parser: argparse.ArgumentParser) -> None:
-    """Declares `tensorflow_model_server`'s flags (and ours) on `parser`."""
-    add = parser.add_argument
-    add("--port", type=int, default=8500, help="gRPC port (0 = any free port). Default 8500.")
-    add("--rest_api_port", type=int, default=8501, help="REST port; 0 turns REST off. Default 8501.")
-    add("--host", default="127.0.0.1", help="Interface to bind. Default 127.0.0.1 (loopback only).")
-    add("--model_name", default="default", help="Model name when serving one model. Default 'default'.")
-    add("--model_base_path", help="Directory of integer version subdirectories for --model_name.")
-    add("--model_config_file", help="ModelServerConfig text proto listing the models to serve.")
-    add(
-        "--model_config_file_poll_wait_seconds",
-        type=float,
-        default=0.0,
-        help="Re-read --model_config_file this often (0 = only at start).",
+def grpc_channel_arguments(text: str) -> list[tuple[str, object]]:
+    """`--grpc_channel_arguments`: comma-separated key=value pairs, int values as ints (TF Serving's rule).
+
+    >>> grpc_channel_arguments("grpc.max_connection_age_ms=2000,grpc.lb_policy_name=grpclb")
+    [('grpc.max_connection_age_ms', 2000), ('grpc.lb_policy_name', 'grpclb')]
+    """
+    pairs = []
+    for item in (piece for piece in text.split(",") if piece):
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ConfigError(f"--grpc_channel_arguments: '{item}' is not key=value.")
+        value = value.split("=")[0]  # TF Serving keeps what is before a second '='
+        try:
+            number = int(value)
+            pairs.append((key, number if -(2**31) <= number < 2**31 else value))
+        except ValueError:
+            pairs.append((key, value))
+    return pairs
+
+
+def session_config(args: argparse.Namespace) -> config_pb2.ConfigProto:
+    """Every session's ConfigProto: --tensorflow_session_config_file, then the thread flags, as server.cc."""
+    config = config_pb2.ConfigProto()
+    if args.tensorflow_session_config_file:
+        read_text_proto(args.tensorflow_session_config_file, config, "--tensorflow_session_config_file")
+    intra, inter, both = (
+        args.tensorflow_intra_op_parallelism,
+        args.tensorflow_inter_op_parallelism,
+        args.tensorflow_session_parallelism,
     )
-    add(
-        "--file_system_poll_wait_seconds",
-        type=float,
-        default=1.0,
-        help="How often to look for new versions. Default 1.",
-    )
-    add("--ssl_config_file", help="SSLConfig text proto (PEM key/cert inline) for gRPC TLS.")
-    add("--monitoring_config_file", help="MonitoringConfig text proto (Prometheus on the REST port).")
-    add("--enable_batching", action="store_true", help="Merge concurrent Predict calls into batches.")
-    add(
-        "--batching_parameters_file",
-        help="BatchingParameters text proto (implies nothing without --enable_batching).",
-    )
-    add(
-        "--allow_version_labels_for_unavailable_models",
-        action="store_true",
-        help="Let version_labels name versions that are not AVAILABLE yet.",
-    )
-    add("--grpc_max_threads", type=int, default=16, help="gRPC worker threads. Default 16.")
-    add("--rest_api_num_threads", type=int, default=16, help="REST worker threads. Default 16.")
-    add("--rest_api_timeout_in_ms", type=int, default=30000, help="REST request timeout. Default 30000.")
-    add(
-        "--max_request_bytes",
-        type=int,
-        default=DEFAULT_MAX_REQUEST_BYTES,
-        help=f"Largest request accepted on either API. Default {DEFAULT_MAX_REQUEST_BYTES}.",
-    )
-    add(
-        "--tensorflow_intra_op_parallelism", type=int, default=0, help="TF intra-op threads (0 = TF default)."
-    )
-    add(
-        "--tensorflow_inter_op_parallelism", type=int, default=0, help="TF inter-op threads (0 = TF default)."
-    )
+    if intra > 0 and inter > 0 and both > 0:
+        raise ConfigError(
+            "Either configure server_options.tensorflow_session_parallelism or "
+            "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism) "
+            "separately. You cannot configure all."
+        )
+    if intra > 0 or inter > 0:
+        config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = intra, inter
+    elif both > 0:
+        config.intra_op_parallelism_threads = config.inter_op_parallelism_threads = both
+    if args.xla_cpu_compilation_enabled:
+        config.graph_options.optimizer_options.global_jit_level = config_pb2.OptimizerOptions.ON_1
+    return config
 
 
 def options_from_flags(args: argparse.Namespace) -> ServerOptions:
     """Builds ServerOptions from parsed flags, reading every file they name."""
-    for flag, (low, high) in FLAG_RANGES.items():
-        value = getattr(args, flag)
-        if not (math.isfinite(value) and low <= value <= high):
-            wanted = f"in [{low}, {high}]" if high < math.inf else f"at least {low}"
-            raise UserError(f"--{flag} must be {wanted}, got {value}.")
+    for flag in FLAGS:  # numbers first: checked before any file is read
+        if flag.low is None:
+            continue
+        value = getattr(args, flag.name)
+        high = math.inf if flag.high is None else flag.high
+        if not (math.isfinite(value) and flag.low <= value <= high):
+            wanted = f"in [{flag.low}, {high}]" if high < math.inf else f"at least {flag.low}"
+            raise ConfigError(f"--{flag.name} must be {wanted}, got {value}.")
     if args.model_config_file and args.model_base_path:
-        raise UserError("Pass either --model_config_file or --model_base_path, not both.")
+        raise ConfigError("Pass either --model_config_file or --model_base_path, not both.")
     if args.model_config_file:
         model_config = read_model_config_file(args.model_config_file)
     elif args.model_base_path:
         model_config = single_model_config(args.model_name, os.path.abspath(args.model_base_path))
     else:
-        raise UserError(
+        raise ConfigError(
             "Nothing to serve: pass --model_base_path DIR (with --model_name) or --model_config_file FILE."
+        )
+    if args.batching_parameters_file and not args.enable_batching:
+        raise ConfigError(
+            "server_options.batching_parameters_file is set without setting "
+            "server_options.enable_batching to true."
         )
     batching = None
     if args.enable_batching:
@@ -287,7 +330,7 @@ def options_from_flags(args: argparse.Namespace) -> ServerOptions:
         else None
     )
     if ssl is not None and not (ssl.server_key and ssl.server_cert):
-        raise UserError(
+        raise ConfigError(
             f"--ssl_config_file '{args.ssl_config_file}' must set both server_key and server_cert."
         )
     monitoring = None
@@ -301,7 +344,7 @@ def options_from_flags(args: argparse.Namespace) -> ServerOptions:
         port=args.port,
         rest_api_port=args.rest_api_port or None,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-        model_config_file=args.model_config_file,
+        model_config_file=args.model_config_file or None,
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         ssl=ssl,
         monitoring=monitoring,
@@ -311,6 +354,20 @@ def options_from_flags(args: argparse.Namespace) -> ServerOptions:
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
         max_request_bytes=args.max_request_bytes,
         allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
-        intra_op_threads=args.tensorflow_intra_op_parallelism,
-        inter_op_threads=args.tensorflow_inter_op_parallelism,
+        session_config=session_config(args),
+        grpc_socket_path=args.grpc_socket_path,
+        grpc_channel_arguments=grpc_channel_arguments(args.grpc_channel_arguments),
+        cors=args.rest_api_enable_cors_support,
+        enable_model_warmup=args.enable_model_warmup,
+        warmup_iterations=max(1, args.num_request_iterations_for_warmup),
+        saved_model_tags=tuple(tag for tag in args.saved_model_tags.split(",") if tag),
+        max_num_load_retries=args.max_num_load_retries,
+        load_retry_interval_seconds=max(0, args.load_retry_interval_micros) / 1e6,
+        num_load_threads=args.num_load_threads,
+        num_unload_threads=args.num_unload_threads,
+        method_name_check=args.enable_signature_method_name_check,
+        enable_profiler=args.enable_profiler,
+        tensor_content=args.enable_serialization_as_tensor_content,
+        per_model_batching=args.enable_per_model_batching_parameters and args.enable_batching,
+        not_applicable=not_applicable(args),
     )

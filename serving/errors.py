@@ -176,6 +176,17 @@ class ServingError(Exception):
         return cls("INVALID_ARGUMENT", f"tensor parsing error: {alias}")
 
 
+class ConfigError(Exception):
+    """A flag or configuration file the server cannot use: one sentence naming the flag and the file.
+
+    The `rnnserve serve` command prints it as its one-line error (exit status 2).
+
+    Example:
+
+    >>> raise ConfigError("--port must be in [0, 65535], got 70000.")
+    """
+
+
 def tf_error(error) -> ServingError:
     """A TensorFlow runtime error (`tf.errors.OpError`) as a ServingError with the same code.
 
@@ -189,3 +200,17 @@ def tf_error(error) -> ServingError:
         line for line in lines if line and line != "Graph execution error:" and not line.startswith("[[")
     ]
     return ServingError(code, truncate(useful[0] if useful else type(error).__name__))
+
+
+def load_error(error: Exception) -> ServingError:
+    """Why a version failed to load, as a ServingError (TensorFlow's code, or NOT_FOUND / DATA_LOSS / INTERNAL)."""
+    if isinstance(error, ServingError):
+        return error
+    if hasattr(error, "error_code"):  # tf.errors.OpError
+        return tf_error(error)
+    message = truncate(str(error).strip().split("\n")[0] or type(error).__name__)
+    if isinstance(error, FileNotFoundError):
+        return ServingError("NOT_FOUND", message)
+    if isinstance(error, OSError):
+        return ServingError("DATA_LOSS", message)
+    return ServingError("INTERNAL", message)

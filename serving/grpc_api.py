@@ -4,9 +4,10 @@ The servicers unpack requests, call `ServerCore` and turn every
 `ServingError` into the call's status code and message, as TF Serving's
 `prediction_service_impl.cc` / `model_service_impl.cc` do. A client
 deadline becomes the TensorFlow run timeout. `grpc.health.v1.Health`
-reports SERVING for "", `tensorflow.serving.PredictionService` and
-`tensorflow.serving.ModelService` while the server runs, NOT_SERVING once
-it shuts down.
+reports SERVING for "", `PredictionService`, `ModelService` (TF Serving's
+names) and `tensorflow.serving.PredictionService` / `ModelService` while
+the server runs, NOT_SERVING once it shuts down. With `--enable_profiler`,
+`tensorflow.ProfilerService` answers on the same ports (`serving.profiler`).
 
 Example:
 
@@ -31,12 +32,16 @@ from tensorflow_serving.apis import (
 
 from rnnserve.serving import tensors
 from rnnserve.serving.errors import ServingError, truncate
+from rnnserve.serving.profiler import ProfilerHandler
 from rnnserve.serving.servable_inference import fill_model_spec
 
 log = logging.getLogger("rnnserve.serving")
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
+# What grpc.health.v1.Health answers SERVING for: "" (the server), TF Serving's
+# short names (--enable_grpc_healthcheck_service) and the full service names.
+HEALTH_NAMES = ("", "PredictionService", "ModelService", PREDICTION_SERVICE, MODEL_SERVICE)
 
 
 def _timeout_ms(context) -> int:
@@ -62,10 +67,17 @@ def _guarded(method):
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService over a ServerCore."""
+    """tensorflow.serving.PredictionService over a ServerCore.
 
-    def __init__(self, core):
+    Args:
+        core: the `ServerCore`.
+        tensor_content: Predict outputs as `tensor_content` bytes
+            (`--enable_serialization_as_tensor_content`), else typed fields.
+    """
+
+    def __init__(self, core, tensor_content: bool = False):
         self.core = core
+        self.tensor_content = tensor_content
 
     @_guarded
     def Predict(self, request, context):
@@ -80,7 +92,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, servable, request.model_spec.signature_name)
         for alias, value in outputs.items():
-            tensors.to_tensor_proto(value, use_tensor_content=False, out=response.outputs[alias])
+            tensors.to_tensor_proto(value, use_tensor_content=self.tensor_content, out=response.outputs[alias])
         return response
 
     @_guarded
@@ -124,29 +136,58 @@ def server_credentials(ssl_config) -> grpc.ServerCredentials:
     )
 
 
+def _server_options(options) -> list[tuple[str, object]]:
+    """gRPC server options: ours, then --grpc_channel_arguments (which replace ours on the same key)."""
+    ours = [
+        ("grpc.max_receive_message_length", options.max_request_bytes),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),
+    ]
+    given = dict(options.grpc_channel_arguments)
+    return [(key, value) for key, value in ours if key not in given] + list(options.grpc_channel_arguments)
+
+
+def _bind(server, address: str, options) -> int:
+    """Adds one listening address; raises OSError naming it when it cannot be bound."""
+    try:
+        if options.ssl is not None:
+            port = server.add_secure_port(address, server_credentials(options.ssl))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio >= 1.59 raises "Failed to bind to address ..."
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot bind gRPC to {address}")
+    return port
+
+
 def build_grpc_server(core, options):
-    """A configured, bound, not yet started gRPC server; returns (server, port, health servicer)."""
+    """A configured, bound, not yet started gRPC server; returns (server, TCP port or None, health).
+
+    It listens on `--port` (none when the port is 0 and a UNIX socket is
+    given, as TF Serving), and on `unix:--grpc_socket_path` when set, with the
+    same services on both.
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.grpc_max_threads, thread_name_prefix="rnnserve-grpc"),
-        options=[
-            ("grpc.max_receive_message_length", options.max_request_bytes),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
-        ],
+        options=_server_options(options),
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(core, tensor_content=options.tensor_content), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    address = f"{options.host}:{options.port}"
-    if ":" in options.host:  # IPv6 literal
-        address = f"[{options.host}]:{options.port}"
-    if options.ssl is not None:
-        port = server.add_secure_port(address, server_credentials(options.ssl))
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind gRPC to {address}")
-    for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
+    if options.enable_profiler:
+        server.add_generic_rpc_handlers((ProfilerHandler(),))
+    port = None
+    if options.port or not options.grpc_socket_path:
+        address = f"{options.host}:{options.port}"
+        if ":" in options.host:  # IPv6 literal
+            address = f"[{options.host}]:{options.port}"
+        port = _bind(server, address, options)
+    if options.grpc_socket_path:
+        _bind(server, f"unix:{options.grpc_socket_path}", options)
+    for service in HEALTH_NAMES:
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return server, port, health_servicer

@@ -37,7 +37,7 @@ import json
 import numpy as np
 
 from rnnserve.serving.errors import ServingError
-from rnnserve.serving.tensors import shape_text
+from rnnserve.serving.tensors import dtype_enum, dtype_name, shape_text
 
 ROW, COLUMNAR = "row", "columnar"
 _INT_RANGES = {
@@ -70,20 +70,48 @@ def json_type(value) -> str:
 
 
 def _type_name(dtype: np.dtype) -> str:
-    return "string" if dtype == object else dtype.name
+    """TensorFlow's DataTypeString, as TF Serving's messages use it: float32 -> 'float', object -> 'string'."""
+    return dtype_name(dtype_enum(dtype))
 
 
 def parse_json(body: bytes) -> dict:
-    """Parses a request body; it must be a JSON object."""
+    """Parses a request body; it must be a JSON object. Errors read as TF Serving's (rapidjson's).
+
+    >>> parse_json(b'{"instances": [1]} x')
+    Traceback (most recent call last):
+    ServingError: INVALID_ARGUMENT: JSON Parse error: The document root must not be followed by other values. at offset: 19
+    """
     if not body:
         raise invalid("JSON Parse error: The document is empty")
     try:
         doc = json.loads(body)
-    except (ValueError, RecursionError) as error:
+    except json.JSONDecodeError as error:
+        raise invalid(f"JSON Parse error: {_rapidjson_message(error, body)}") from None
+    except (ValueError, RecursionError) as error:  # not UTF-8, or nested too deep
         raise invalid(f"JSON Parse error: {error}") from None
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {json_text(doc)} Is not object")
     return doc
+
+
+def _rapidjson_message(error: json.JSONDecodeError, body: bytes) -> str:
+    """rapidjson's wording (`error/en.h`) for the errors whose cause Python's parser names alike."""
+    offset = len(error.doc[: error.pos].encode("utf-8"))  # rapidjson counts bytes
+    if not body.strip():
+        text = "The document is empty."
+    elif error.msg == "Extra data":
+        text = "The document root must not be followed by other values."
+    elif error.msg == "Expecting value":
+        text = "Invalid value."
+    elif error.msg.startswith("Expecting property name"):
+        text = "Missing a name for object member."
+    elif error.msg == "Expecting ':' delimiter":
+        text = "Missing a colon after a name of object member."
+    elif error.msg.startswith("Unterminated string"):
+        text = "Missing a closing quotation mark in string."
+    else:
+        text = error.msg + "."
+    return f"{text} at offset: {offset}"
 
 
 def signature_name(doc: dict) -> str:

@@ -9,8 +9,13 @@ Mirrors TF Serving's `ServerCore` + `FileSystemStoragePathSource` +
 - the version policy picks the aspired versions: `latest { num_versions }`
   (default 1), `all {}`, `specific { versions }`;
 - a new aspired version goes START -> LOADING -> (warmup) -> AVAILABLE; a
-  load or warmup failure leaves it at END with the error in its status, and
-  it is not retried until its directory is replaced;
+  failed load or warmup is retried `--max_num_load_retries` times,
+  `--load_retry_interval_micros` apart, then left at END with the error in
+  its status, and not tried again until its directory is replaced;
+- `--num_load_threads` / `--num_unload_threads` versions load / unload at
+  once (0: one after another);
+- a base path without integer subdirectories logs TF Serving's warning,
+  with a hint when it is itself a version directory (GetModelStatus says so);
 - a version no longer aspired is unloaded (UNLOADING -> END) only once an
   aspired version is AVAILABLE, so a broken new version never takes the old
   one out of service; in-flight requests finish before a session closes;
@@ -35,16 +40,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
-import os
 import threading
 import time
+from concurrent import futures
 
 from tensorflow_serving.config import model_server_config_pb2
 
-from rnnserve.serving.config import read_model_config_file, validate_model_server_config
-from rnnserve.serving.errors import ServingError, tf_error, truncate
+from rnnserve.serving.batching import per_model_batcher
+from rnnserve.serving.config import (
+    read_model_config_file,
+    validate_model_server_config,
+)
+from rnnserve.serving.errors import ConfigError, ServingError, load_error
 from rnnserve.serving.servable import Servable
+from rnnserve.serving.version_source import aspired_versions, dir_key, list_versions, no_versions_message
 from rnnserve.serving.warmup import run_warmup
 
 log = logging.getLogger("rnnserve.serving")
@@ -73,52 +84,6 @@ class VersionRecord:
     dir_key: tuple | None = None
 
 
-def _dir_key(path: str):
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_ino, stat.st_mtime_ns)
-
-
-def list_versions(base_path: str) -> dict[int, str] | None:
-    """Integer-named subdirectories of `base_path` (version -> path); None if it is missing."""
-    try:
-        entries = list(os.scandir(base_path))
-    except OSError:
-        return None
-    return {
-        int(entry.name): entry.path
-        for entry in entries
-        if entry.name.isdigit() and entry.name.isascii() and entry.is_dir()
-    }
-
-
-def aspired_versions(model_config, on_disk: dict[int, str]) -> set[int]:
-    """The versions a model's version policy wants loaded, out of those on disk."""
-    policy = model_config.model_version_policy
-    choice = policy.WhichOneof("policy_choice")
-    if choice == "all":
-        return set(on_disk)
-    if choice == "specific":
-        return set(policy.specific.versions) & set(on_disk)
-    count = max(1, policy.latest.num_versions) if choice == "latest" else 1
-    return set(sorted(on_disk, reverse=True)[:count])
-
-
-def _load_error(error: Exception) -> ServingError:
-    if isinstance(error, ServingError):
-        return error
-    if hasattr(error, "error_code"):  # tf.errors.OpError
-        return tf_error(error)
-    message = truncate(str(error).strip().split("\n")[0] or type(error).__name__)
-    if isinstance(error, FileNotFoundError):
-        return ServingError("NOT_FOUND", message)
-    if isinstance(error, OSError):
-        return ServingError("DATA_LOSS", message)
-    return ServingError("INTERNAL", message)
-
-
 class ModelManager:
     """Loads, serves and unloads the versions of every configured model.
 
@@ -138,6 +103,7 @@ class ModelManager:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._warned: set[str] = set()
+        self._no_versions: dict[str, str] = {}  # model -> why nothing is listed (for status)
 
     # -- configuration ---------------------------------------------------
     def apply_config(self, config, startup: bool = False) -> None:
@@ -193,79 +159,133 @@ class ModelManager:
         with self._lock:
             configs = dict(self._configs)
             removed = [name for name in self._records if name not in configs]
-        for name in removed:
-            for record in list(self._records[name].values()):
-                if record.state == AVAILABLE:
-                    self._unload(record)
-        for model in configs.values():
-            self._poll_model(model)
+        self._run_all(
+            [
+                functools.partial(self._unload, record)
+                for name in removed
+                for record in list(self._records[name].values())
+                if record.state == AVAILABLE
+            ],
+            self._options.num_unload_threads,
+        )
+        plans = [(model, self._versions_to_load(model)) for model in configs.values()]
+        self._run_all(
+            [
+                functools.partial(self._load, model.name, version, path)
+                for model, (_, to_load) in plans
+                for version, path in to_load
+            ],
+            self._options.num_load_threads,
+        )
+        unloads = []
+        for model, (aspired, _) in plans:
+            if aspired is not None:
+                unloads += self._versions_to_unload(model.name, aspired)
+        self._run_all(
+            [functools.partial(self._unload, record) for record in unloads], self._options.num_unload_threads
+        )
 
-    def _poll_model(self, model) -> None:
+    @staticmethod
+    def _run_all(jobs: list, threads: int) -> None:
+        """Runs jobs one after another (threads 0 or 1) or `threads` at a time (--num_load_threads)."""
+        if threads <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                job()
+            return
+        with futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rnnserve-load") as pool:
+            for done in [pool.submit(job) for job in jobs]:
+                done.result()
+
+    def _versions_to_load(self, model) -> tuple[set[int] | None, list[tuple[int, str]]]:
+        """(aspired versions or None if the base path is missing, [(version, path) to load])."""
         on_disk = list_versions(model.base_path)
         if not on_disk:
             if model.name not in self._warned:
-                log.warning(
-                    "No versions of servable %s found under base path %s", model.name, model.base_path
-                )
+                self._no_versions[model.name] = no_versions_message(model.name, model.base_path)
+                log.warning("%s", self._no_versions[model.name])
                 self._warned.add(model.name)
             if on_disk is None:
-                return  # a missing base path changes nothing (TF Serving keeps what it serves)
+                return None, []  # a missing base path changes nothing (TF Serving keeps what it serves)
         else:
             self._warned.discard(model.name)
+            self._no_versions.pop(model.name, None)
         aspired = aspired_versions(model, on_disk)
         with self._lock:
             records = self._records.setdefault(model.name, {})
             to_load = [
-                version
+                (version, on_disk[version])
                 for version in sorted(aspired, reverse=True)
                 if not (
                     version in records
                     and (
                         records[version].state in (LOADING, AVAILABLE)
-                        or (records[version].error and records[version].dir_key == _dir_key(on_disk[version]))
+                        or (records[version].error and records[version].dir_key == dir_key(on_disk[version]))
                     )
                 )
             ]
-        for version in to_load:
-            self._load(model.name, version, on_disk[version])
+        return aspired, to_load
+
+    def _versions_to_unload(self, name: str, aspired: set[int]) -> list[VersionRecord]:
+        """AVAILABLE versions no longer aspired, once an aspired one serves (availability preserving)."""
         with self._lock:
+            records = self._records.setdefault(name, {})
             serving_aspired = any(records[v].state == AVAILABLE for v in aspired if v in records)
-            to_unload = [
+            return [
                 record
                 for version, record in records.items()
                 if record.state == AVAILABLE and version not in aspired and (serving_aspired or not aspired)
             ]
-        for record in to_unload:
-            self._unload(record)
 
     def _load(self, name: str, version: int, path: str) -> None:
-        record = VersionRecord(version, path, LOADING, dir_key=_dir_key(path))
+        """Loads and warms up one version, retrying as --max_num_load_retries says (TF's util/retrier.cc)."""
+        record = VersionRecord(version, path, LOADING, dir_key=dir_key(path))
         with self._lock:
             self._records[name][version] = record
-        log.info("Loading servable: {name: %s version: %d} from %s", name, version, path)
+        description = f"Loading servable: {{name: {name} version: {version}}}"
+        retries = self._options.max_num_load_retries
+        for attempt in range(retries + 1):
+            if attempt:
+                if self._stop.wait(self._options.load_retry_interval_seconds):
+                    break  # the server is stopping: the load is cancelled
+                log.info("Retrying of %s retry: %d", description, attempt)
+            log.info("%s from %s", description, path)
+            failure = self._load_once(record, name, version, path)
+            if failure is None:
+                return
+            log.error("%s failed: %s", description, failure)
+        else:
+            if retries:
+                log.info("Retrying of %s exhausted max_num_retries: %d", description, retries)
+        self._fail(record, failure)
+
+    def _load_once(self, record: VersionRecord, name: str, version: int, path: str) -> ServingError | None:
+        """One load + warmup attempt; makes the record AVAILABLE, or returns why it failed."""
+        options = self._options
         started = time.monotonic()
         try:
-            servable = Servable(
-                name, version, path, self._options.intra_op_threads, self._options.inter_op_threads
-            )
+            servable = Servable(name, version, path, options.session_config, options.saved_model_tags)
+            if options.per_model_batching:
+                servable.batcher = per_model_batcher(path, self._metrics)
         except Exception as error:  # any load failure is reported, never raised
             self._metrics.load_attempt_count.labels(model_path=path, status="fail").inc()
-            return self._fail(record, _load_error(error))
+            return load_error(error)
         self._metrics.load_attempt_count.labels(model_path=path, status="success").inc()
         self._metrics.load_latency.labels(model_path=path).inc((time.monotonic() - started) * 1e6)
-        warmup_started = time.monotonic()
-        try:
-            count = run_warmup(servable)
-        except Exception as error:  # a failing warmup request fails the load
-            failure = _load_error(error)
-            self._metrics.warmup_latency.labels(model_path=path, status=failure.code).observe(
+        count = 0
+        if options.enable_model_warmup:
+            warmup_started = time.monotonic()
+            try:
+                count = run_warmup(servable, options.warmup_iterations, options.method_name_check)
+            except Exception as error:  # a failing warmup request fails the load
+                failure = load_error(error)
+                self._metrics.warmup_latency.labels(model_path=path, status=failure.code).observe(
+                    (time.monotonic() - warmup_started) * 1e6
+                )
+                servable.close(timeout=0)
+                return failure
+            self._metrics.warmup_latency.labels(model_path=path, status="OK").observe(
                 (time.monotonic() - warmup_started) * 1e6
             )
-            servable.close(timeout=0)
-            return self._fail(record, failure)
-        self._metrics.warmup_latency.labels(model_path=path, status="OK").observe(
-            (time.monotonic() - warmup_started) * 1e6
-        )
         with self._lock:
             record.servable, record.state = servable, AVAILABLE
         log.info(
@@ -274,6 +294,7 @@ class ModelManager:
             version,
             count,
         )
+        return None
 
     def _fail(self, record: VersionRecord, error: ServingError) -> None:
         with self._lock:
@@ -312,7 +333,11 @@ class ModelManager:
         self._threads.append(thread)
 
     def _reread_config_file(self) -> None:
-        config = read_model_config_file(self._options.model_config_file)
+        try:
+            config = read_model_config_file(self._options.model_config_file)
+        except ConfigError as error:  # TF Serving logs it and keeps serving the models it has
+            log.error("Failed to read ModelServerConfig file: %s", error)
+            return
         with self._lock:
             unchanged = config.model_config_list == _as_list(self._configs)
         if not unchanged:
@@ -380,7 +405,10 @@ class ModelManager:
             ServingError: NOT_FOUND with TF Serving's messages.
         """
         name = model_spec.name
-        version = self.resolve_version(model_spec) if name else None
+        if not name:
+            raise ServingError.missing_model_name()
+        # Only a version narrows the answer: a label is not resolved (get_model_status_impl.cc).
+        version = model_spec.version.value if model_spec.HasField("version") else None
         with self._lock:
             records = self._records.get(name, {})
             if version is not None:
@@ -388,7 +416,11 @@ class ModelManager:
                     raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
                 return [dataclasses.replace(records[version])]
             if not records:
-                raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+                reason = self._no_versions.get(name)
+                raise ServingError(
+                    "NOT_FOUND",
+                    f"Could not find any versions of model {name}" + (f": {reason}" if reason else ""),
+                )
             return [dataclasses.replace(records[v]) for v in sorted(records, reverse=True)]
 
 

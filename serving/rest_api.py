@@ -10,7 +10,10 @@
 
 Paths match case-insensitively like TF Serving's regular expressions.
 Failures answer `{"error": "<message>"}` with the HTTP status of
-`serving.errors.HTTP_STATUS`. Connections, limits and shutdown are
+`serving.errors.HTTP_STATUS`; another method under `/v1/` is 400
+"Malformed request: METHOD PATH", a path outside `/v1/` 404 (TF Serving's
+codes; its HTML pages there are JSON here). GET status with a label
+answers every version of the model, as TF Serving's does. Connections, limits and shutdown are
 `serving.rest_server`'s.
 
 Example:
@@ -43,6 +46,7 @@ from rnnserve.serving.rest_server import RestServer
 
 log = logging.getLogger("rnnserve.serving")
 
+API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)  # kHTTPRestApiHandlerPathRegex
 _SPEC = r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?"
 PREDICTION_PATH = re.compile(_SPEC + r":(classify|regress|predict)", re.IGNORECASE)
 STATUS_PATH = re.compile(
@@ -181,8 +185,10 @@ def build_rest_server(core, options, metrics) -> RestServer:
     metrics_path = options.prometheus_path
 
     def app(method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
-        if method == "GET" and metrics_path and path == metrics_path:
+        if method in ("GET", "HEAD") and metrics_path and path == metrics_path:
             return 200, "text/plain; version=0.0.4", metrics.page()
+        if not API_PATH.fullmatch(path):  # TF Serving: libevent's 404 page; here JSON
+            return 404, "application/json", json_tensors.error_to_json(f"Not Found: {path}").encode()
         status, text = api.handle(method, path, body)
         return status, "application/json", text.encode("utf-8")
 
@@ -191,4 +197,5 @@ def build_rest_server(core, options, metrics) -> RestServer:
         app,
         num_threads=options.rest_api_num_threads,
         max_request_bytes=options.max_request_bytes,
+        cors=options.cors,
     )

@@ -3,13 +3,17 @@
 `RestServer` accepts connections and serves each on a pool of
 `num_threads` workers; `app(method, path, body)` turns one request into
 `(HTTP status, Content-Type, body bytes)` (`serving.rest_api` builds it).
+Bodies are read as TF Serving's server reads them (`serving.http_bodies`:
+chunked, gzip). Every answer is JSON, http.server's own errors included;
+OPTIONS is a CORS preflight, and with `cors` every answer carries TF
+Serving's CORS headers.
 The limits keep a client from holding a worker:
 
 | what                                  | limit                                  | then |
 |---------------------------------------|----------------------------------------|------|
 | a keep-alive connection waiting for its next request | `idle_timeout` (10 s)   | closed |
 | one request (line, headers, body) from its first byte | `request_timeout` (60 s) | closed: a per-read timeout alone would let a client that trickles bytes ("slowloris") hold a worker forever |
-| a request body                        | `max_request_bytes`                    | 429 RESOURCE_EXHAUSTED, before it is read |
+| a request body (chunked or not), and again once gunzipped | `max_request_bytes`  | 429 RESOURCE_EXHAUSTED, read no further |
 
 `close(grace)` is the graceful shutdown: the listening socket closes, idle
 keep-alive connections are closed at once, requests in flight are answered
@@ -38,6 +42,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+from rnnserve.serving.http_bodies import BodyError, read_body
 from rnnserve.serving.json_tensors import error_to_json
 
 log = logging.getLogger("rnnserve.serving")
@@ -45,6 +50,13 @@ log = logging.getLogger("rnnserve.serving")
 IDLE_TIMEOUT = 10.0  # seconds a keep-alive connection may wait for its next request
 REQUEST_TIMEOUT = 60.0  # seconds a whole request may take to arrive, from its first byte
 WRITE_TIMEOUT = 10.0  # seconds a reply may take to be sent
+LINGER_SECONDS, LINGER_BYTES = 1.0, 1 << 20  # what is drained of a refused body before closing
+# TF Serving's AddCORSHeaders (http_rest_api_util.cc), on every answer with --rest_api_enable_cors_support.
+CORS_HEADERS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "POST, GET"),
+    ("Access-Control-Allow-Headers", "Content-Type"),
+)
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -87,6 +99,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.rfile.close()  # the plain socket reader; reads need deadlines
         self._reader = _DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self._reader)
+        # Answers go out as one write; without this a small reply could still
+        # wait for the client's delayed ACK of the previous one (Nagle, ~40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's name
         log.debug("REST %s", format % args)
@@ -112,34 +127,62 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if self.server.cors:
+            for name, value in CORS_HEADERS:
+                self.send_header(name, value)
         if self.close_connection or self.server.closing.is_set():
             self.send_header("Connection", "close")  # also sets close_connection
-        self.end_headers()
-        self.wfile.write(body)
+        self._headers_buffer.append(b"\r\n")  # end_headers(), with the body in the same write
+        if self.command != "HEAD":
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
-    def _refuse(self, status: int, message: str) -> None:
-        self.close_connection = True  # the body was not read
+    def _error(self, status: int, message: str) -> None:
         self._reply(status, "application/json", error_to_json(message).encode())
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (bad request line, unknown method, headers too long) as JSON."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line did not parse: answer HTTP/1.1 anyway
+            self.request_version = "HTTP/1.1"
+        self._error(code, message or http.HTTPStatus(code).phrase)
 
     def _serve(self, method: str) -> None:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            return self._refuse(400, "Malformed Content-Length header")
-        limit = self.server.max_request_bytes
-        if length > limit:
-            return self._refuse(
-                429, f"Request body of {length} bytes is larger than the limit of {limit} bytes."
-            )
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:  # the client hung up mid-body
+            body = read_body(self.rfile, self.headers, self.server.max_request_bytes)
+        except BodyError as error:
+            self.close_connection = True  # the rest of the body was not read
+            self._error(error.status, error.message)
+            return self._linger()
+        except OSError:  # the client hung up, or the request took too long to arrive
             self.close_connection = True
             return
         self._reply(*self.server.app(method, urllib.parse.urlsplit(self.path).path, body))
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def _linger(self) -> None:
+        """Reads (and drops) what the client still sends, briefly, so closing does not reset the
+        connection before the client has read the error answer."""
+        self.wfile.flush()
+        self._reader.deadline = time.monotonic() + LINGER_SECONDS
+        try:
+            for _ in range(LINGER_BYTES // 65536):
+                if not self.rfile.read1(65536):
+                    break
+        except OSError:
+            pass
+
+    def do_OPTIONS(self):  # noqa: N802 - http.server's naming
+        """A CORS preflight: 200 when Origin is http(s)://..., else FAILED_PRECONDITION (400)."""
+        try:
+            read_body(self.rfile, self.headers, self.server.max_request_bytes)
+        except (BodyError, OSError):
+            self.close_connection = True
+        origin = self.headers.get("Origin") or ""
+        if origin.startswith(("http://", "https://")):
+            return self._reply(200, "application/json", b"")
+        self._error(400, "Origin header is missing in CORS preflight")
+
+    def do_GET(self):  # noqa: N802
         self._serve("GET")
 
     def do_POST(self):  # noqa: N802
@@ -151,6 +194,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self):  # noqa: N802
         self._serve("DELETE")
 
+    def do_PATCH(self):  # noqa: N802
+        self._serve("PATCH")
+
+    def do_HEAD(self):  # noqa: N802
+        self._serve("HEAD")
+
 
 class RestServer(http.server.HTTPServer):
     """A bound HTTP server whose connections run on a bounded pool (see the module docstring).
@@ -159,7 +208,8 @@ class RestServer(http.server.HTTPServer):
         address: (host, port) to bind; port 0 picks a free one.
         app: `app(method, path, body) -> (status, content_type, body)`.
         num_threads: worker threads (connections served at once).
-        max_request_bytes: the largest request body read.
+        max_request_bytes: the largest request body read, also once decompressed.
+        cors: add TF Serving's CORS headers to every answer.
         idle_timeout / request_timeout: seconds (see the module docstring).
 
     Attributes:
@@ -175,11 +225,13 @@ class RestServer(http.server.HTTPServer):
         *,
         num_threads: int,
         max_request_bytes: int,
+        cors: bool = False,
         idle_timeout: float = IDLE_TIMEOUT,
         request_timeout: float = REQUEST_TIMEOUT,
     ):
         self.app = app
         self.max_request_bytes = max_request_bytes
+        self.cors = cors
         self.idle_timeout, self.request_timeout = idle_timeout, request_timeout
         self.closing = threading.Event()
         self._connections: dict[socket.socket, bool] = {}  # open connection -> a request is in flight

@@ -15,10 +15,11 @@ with TF Serving's messages:
 3. each alias exists, then its TensorProto parses;
 4. the output filter names known, distinct outputs;
 
-then, before anything runs, two checks TF Serving leaves to the session:
-each input's dtype, and its shape against the signature's (unknown
-dimensions match anything; a scalar input also takes shape (1,)) — with a
-message that names the input.
+and, before a TensorProto is decoded, its dtype against the signature's
+(TF Serving leaves that to the session; checking first keeps a tensor of
+the wrong dtype from being decoded at all, and the message names the
+input). Shapes are the session's business, as in TF Serving: a request
+whose shape the graph cannot take fails there with TensorFlow's error.
 
 Classify and Regress (`serving.classify_regress`) run through `run` too.
 
@@ -70,8 +71,8 @@ def _timeout_key(timeout_ms) -> int:
     return timeout_ms // step * step
 
 
-def _load_tf1(session, path: str):
-    """`tf.compat.v1.saved_model.loader.load` of the `serve` tag, without its deprecation warning.
+def _load_tf1(session, path: str, tags: list):
+    """`tf.compat.v1.saved_model.loader.load` of the MetaGraph `tags` name, without its deprecation warning.
 
     TF Serving's loader is the TF1 one on purpose (module docstring). Only
     that one warning is dropped, by a filter on TensorFlow's logger while
@@ -85,7 +86,7 @@ def _load_tf1(session, path: str):
     logger = tf.get_logger()
     logger.addFilter(keep)
     try:
-        return tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], path)
+        return tf.compat.v1.saved_model.loader.load(session, tags, path)
     finally:
         logger.removeFilter(keep)
 
@@ -97,31 +98,31 @@ class Servable:
         name: the model name (for messages and model specs).
         version: the version number (its directory name).
         path: the version directory.
-        intra_op_threads / inter_op_threads: session thread pools (0 = TF default).
+        session_config: the session's `ConfigProto` (None = TensorFlow's defaults).
+        tags: the MetaGraphDef tags to load (`--saved_model_tags`).
 
     Attributes:
         signatures: name -> SignatureDef, the MetaGraphDef's map as saved.
+        batcher: a `Batcher` of this version's own, or None (the server's).
     """
 
     def __init__(
-        self, name: str, version: int, path: str, intra_op_threads: int = 0, inter_op_threads: int = 0
+        self, name: str, version: int, path: str, session_config=None, tags=(tf.saved_model.SERVING,)
     ):
         self.name, self.version, self.path = name, version, path
-        config = config_pb2.ConfigProto(
-            intra_op_parallelism_threads=intra_op_threads,
-            inter_op_parallelism_threads=inter_op_threads,
-        )
+        config = session_config if session_config is not None else config_pb2.ConfigProto()
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph, config=config)
         self._callables = collections.OrderedDict()  # see `_callable`
         self._callables_lock = threading.Lock()
         try:
             with self._graph.as_default():
-                meta_graph = _load_tf1(self._session, path)
+                meta_graph = _load_tf1(self._session, path, list(tags))
         except Exception:
             self._session.close()
             raise
         self.signatures = dict(meta_graph.signature_def)
+        self.batcher = None  # this version's own Batcher (--enable_per_model_batching_parameters)
         self._in_flight = 0
         self._closed = False
         self._idle = threading.Condition()
@@ -136,6 +137,7 @@ class Servable:
             return True
 
     def release(self) -> None:
+        """Ends an in-flight request registered by `acquire`."""
         with self._idle:
             self._in_flight -= 1
             self._idle.notify_all()
@@ -145,6 +147,8 @@ class Servable:
         with self._idle:
             self._closed = True
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+        if self.batcher is not None:
+            self.batcher.close()
         self._session.close()
 
     # -- predict --------------------------------------------------------
@@ -197,8 +201,6 @@ class Servable:
                 ) from None
             except tensors.TensorError:
                 raise ServingError.tensor_parsing(alias) from None
-        for alias, array in arrays.items():
-            self._check_shape(signature_name or DEFAULT_SIGNATURE, alias, array, expected[alias])
         seen = []
         for alias in output_filter:
             if alias not in signature.outputs:
@@ -208,27 +210,8 @@ class Servable:
             seen.append(alias)
         return arrays, seen or sorted(signature.outputs)
 
-    @staticmethod
-    def _check_shape(signature_name: str, alias: str, array: np.ndarray, info) -> None:
-        """Unknown dimensions match anything; a scalar input also takes shape (1,).
-
-        The (1,) is passed on as sent, as TF Serving does: the contract's
-        graphs reshape it (docs/savedmodel.md), and REST clients send `[n]`.
-        """
-        expected = tensors.shape_of(info.tensor_shape)
-        if expected is None or (expected == () and array.shape == (1,)):
-            return
-        if len(expected) == array.ndim and all(e < 0 or e == a for e, a in zip(expected, array.shape)):
-            return
-        wanted = tensors.shape_text("?" if size < 0 else size for size in expected)
-        raise ServingError(
-            "INVALID_ARGUMENT",
-            f'Input "{alias}" of signature "{signature_name}" has shape {tensors.shape_text(array.shape)} '
-            f"but the signature expects {wanted} (? = any size).",
-        )
-
-    def _callable(self, signature_name: str, input_aliases: tuple, output_aliases: tuple, timeout_ms: int):
-        """A session callable for these inputs, outputs and run timeout, made once.
+    def _callable(self, feeds: tuple, fetches: tuple, timeout_ms: int):
+        """A session callable for these feed and fetch tensor names and run timeout, made once.
 
         Like TF Serving's `Session::MakeCallable`: the feeds and fetches are
         bound in C++ ahead of time, which halves a small request's run time
@@ -237,15 +220,11 @@ class Servable:
         requests with similar deadlines share one; the least recently used
         of more than `MAX_CALLABLES` are released.
         """
-        key = (signature_name, input_aliases, output_aliases, timeout_ms)
+        key = (feeds, fetches, timeout_ms)
         with self._callables_lock:
             run = self._callables.pop(key, None)
             if run is None:
-                signature = self.signature(signature_name)
-                options = config_pb2.CallableOptions(
-                    feed=[signature.inputs[alias].name for alias in input_aliases],
-                    fetch=[signature.outputs[alias].name for alias in output_aliases],
-                )
+                options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
                 options.run_options.timeout_in_ms = timeout_ms
                 run = self._session._make_callable_from_options(options)
             self._callables[key] = run  # most recently used last
@@ -253,12 +232,20 @@ class Servable:
                 self._callables.popitem(last=False)
         return run
 
-    def run(self, signature_name: str, arrays: dict, output_aliases, timeout_ms: int = 0) -> dict:
-        """Runs a checked request in the session; returns alias -> numpy array."""
-        input_aliases, output_aliases = tuple(sorted(arrays)), tuple(output_aliases)
-        run = self._callable(signature_name, input_aliases, output_aliases, _timeout_key(timeout_ms))
+    def run_tensors(self, feeds: dict, fetches, timeout_ms: int = 0) -> dict:
+        """One session run by graph tensor names: feeds name -> array; returns fetched name -> array."""
+        names, fetches = tuple(sorted(feeds)), tuple(fetches)
+        run = self._callable(names, fetches, _timeout_key(timeout_ms))
         try:
-            values = run(*(arrays[alias] for alias in input_aliases))
+            values = run(*(feeds[name] for name in names))
         except tf.errors.OpError as error:
             raise tf_error(error) from None
-        return dict(zip(output_aliases, values))
+        return dict(zip(fetches, values))
+
+    def run(self, signature_name: str, arrays: dict, output_aliases, timeout_ms: int = 0) -> dict:
+        """Runs a checked request through a signature; arrays by input alias, returns alias -> array."""
+        signature = self.signature(signature_name)
+        fetches = [signature.outputs[alias].name for alias in output_aliases]
+        feeds = {signature.inputs[alias].name: array for alias, array in arrays.items()}
+        values = self.run_tensors(feeds, fetches, timeout_ms)
+        return {alias: values[name] for alias, name in zip(output_aliases, fetches)}

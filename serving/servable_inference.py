@@ -24,6 +24,7 @@ from tensorflow_serving.apis import classification_pb2, inference_pb2, regressio
 from rnnserve.serving.classify_regress import (
     classification_result,
     classify_signature,
+    examples_tensor_name,
     regress_signature,
     regression_result,
     run_examples,
@@ -67,10 +68,10 @@ def predict(
     return servable.run(signature_name, arrays, aliases, timeout_ms)
 
 
-def _run_examples(servable: Servable, request, plan, build_result, response, timeout_ms: int):
+def _run_examples(servable: Servable, request, plan, build_result, response, timeout_ms: int, check: bool):
     """Shared by Classify and Regress: check the signature, run the examples, fill the response."""
     signature_name = request.model_spec.signature_name
-    _, aliases = plan(servable, signature_name)
+    _, aliases = plan(servable, signature_name, check)
     examples = serialized_examples(request.input)
     outputs = run_examples(servable, signature_name, examples, aliases, timeout_ms)
     fill_model_spec(response.model_spec, servable, signature_name)
@@ -78,8 +79,10 @@ def _run_examples(servable: Servable, request, plan, build_result, response, tim
     return response
 
 
-def classify(servable: Servable, request, timeout_ms: int = 0) -> classification_pb2.ClassificationResponse:
-    """Runs a ClassificationRequest through a classify-method signature."""
+def classify(
+    servable: Servable, request, timeout_ms: int = 0, method_name_check: bool = False
+) -> classification_pb2.ClassificationResponse:
+    """Runs a ClassificationRequest (any signature of classify structure unless `method_name_check`)."""
     return _run_examples(
         servable,
         request,
@@ -87,11 +90,14 @@ def classify(servable: Servable, request, timeout_ms: int = 0) -> classification
         classification_result,
         classification_pb2.ClassificationResponse(),
         timeout_ms,
+        method_name_check,
     )
 
 
-def regress(servable: Servable, request, timeout_ms: int = 0) -> regression_pb2.RegressionResponse:
-    """Runs a RegressionRequest through a regress-method signature."""
+def regress(
+    servable: Servable, request, timeout_ms: int = 0, method_name_check: bool = False
+) -> regression_pb2.RegressionResponse:
+    """Runs a RegressionRequest (any signature of regress structure unless `method_name_check`)."""
     return _run_examples(
         servable,
         request,
@@ -99,16 +105,20 @@ def regress(servable: Servable, request, timeout_ms: int = 0) -> regression_pb2.
         regression_result,
         regression_pb2.RegressionResponse(),
         timeout_ms,
+        method_name_check,
     )
 
 
-def multi_inference(servable: Servable, request, timeout_ms: int = 0) -> inference_pb2.MultiInferenceResponse:
+def multi_inference(
+    servable: Servable, request, timeout_ms: int = 0, method_name_check: bool = False
+) -> inference_pb2.MultiInferenceResponse:
     """Runs several classify/regress signatures on one input, as TF Serving's multi_inference.cc.
 
-    All tasks must name the same model, distinct signatures, and signatures
-    that read the same input tensor. (TF Serving fetches every output in one
-    session run; here each task's signature runs on the same serialized
-    examples, which gives the same results.)
+    All tasks must name the same model and distinct signatures. Signatures
+    may read different input tensors (TF2 gives each signature its own):
+    each is fed the same serialized examples, as TF Serving does since 2.4;
+    with `method_name_check` they must share one, TF Serving's older rule.
+    Every output is fetched in one session run, as TF Serving does.
     """
     model_name, input_tensor, seen, plan = "", "", set(), []
     for task in request.tasks:
@@ -129,24 +139,29 @@ def multi_inference(servable: Servable, request, timeout_ms: int = 0) -> inferen
                 "INVALID_ARGUMENT", f"Requested signature not found in model graph: {signature_name}"
             )
         if task.method_name == CLASSIFY_METHOD:
-            signature, aliases = classify_signature(servable, signature_name)
+            signature, aliases = classify_signature(servable, signature_name, method_name_check)
         elif task.method_name == REGRESS_METHOD:
-            signature, aliases = regress_signature(servable, signature_name)
+            signature, aliases = regress_signature(servable, signature_name, method_name_check)
         else:
             raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
-        tensor_name = signature.inputs["inputs"].name
-        if input_tensor and tensor_name != input_tensor:
+        tensor_name = examples_tensor_name(signature)
+        if method_name_check and input_tensor and tensor_name != input_tensor:
             raise ServingError("INVALID_ARGUMENT", "Input tensor must be the same for all Signatures.")
         input_tensor = tensor_name
-        plan.append((task, signature_name, aliases))
+        plan.append((task, signature, aliases))
     if not plan:
         raise ServingError("INVALID_ARGUMENT", "MultiInferenceRequest has no tasks.")
     examples = serialized_examples(request.input)
+    # One session run, as TF Serving's: every task's input tensor is fed the
+    # same examples, the union of the tasks' outputs is fetched.
+    feeds = {examples_tensor_name(signature): examples for _, signature, _ in plan}
+    fetches = sorted({signature.outputs[alias].name for _, signature, aliases in plan for alias in aliases})
+    values = servable.run_tensors(feeds, fetches, timeout_ms)
     response = inference_pb2.MultiInferenceResponse()
-    for task, signature_name, aliases in plan:
-        outputs = run_examples(servable, signature_name, examples, aliases, timeout_ms)
+    for task, signature, aliases in plan:
+        outputs = {alias: values[signature.outputs[alias].name] for alias in aliases}
         result = response.results.add()
-        fill_model_spec(result.model_spec, servable, signature_name)
+        fill_model_spec(result.model_spec, servable, task.model_spec.signature_name)
         if task.method_name == CLASSIFY_METHOD:
             result.classification_result.CopyFrom(classification_result(outputs, len(examples)))
         else:

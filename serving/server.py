@@ -20,11 +20,12 @@ server.stop()
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
+import socket
 import threading
 
-from rnnserve.errors import UserError
 from rnnserve.serving.batching import Batcher
 from rnnserve.serving.errors import ServingError
 from rnnserve.serving.grpc_api import MODEL_SERVICE, PREDICTION_SERVICE, build_grpc_server
@@ -38,6 +39,20 @@ log = logging.getLogger("rnnserve.serving")
 SIGNAL_CHECK_SECONDS = 0.2  # the longest a SIGTERM/SIGINT waits for `serve_forever` to see it
 
 
+def _check_port_free(host: str, port: int, api: str, flag: str) -> None:
+    """Raises UNAVAILABLE naming `flag` when something already listens on host:port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServingError(
+                "UNAVAILABLE",
+                f"cannot bind {api} to {host}:{port} ({error.strerror}): is the port in use? Pass another {flag}.",
+            ) from None
+
+
 class ModelServer:
     """gRPC + REST over one ModelManager.
 
@@ -45,7 +60,7 @@ class ModelServer:
         options: a `serving.config.ServerOptions`.
 
     Attributes (after `start()`):
-        grpc_port: the bound gRPC port.
+        grpc_port: the bound gRPC TCP port, or None when gRPC is on a UNIX socket only.
         rest_port: the bound REST port, or None when REST is off.
         core: the `ServerCore` both APIs use.
     """
@@ -56,7 +71,11 @@ class ModelServer:
         self.manager = ModelManager(options, self.metrics)
         self.batcher = Batcher(options.batching, self.metrics) if options.batching is not None else None
         self.core = ServerCore(
-            self.manager, self.metrics, self.batcher, max_tensor_bytes=options.max_request_bytes
+            self.manager,
+            self.metrics,
+            self.batcher,
+            max_tensor_bytes=options.max_request_bytes,
+            method_name_check=options.method_name_check,
         )
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
@@ -64,26 +83,47 @@ class ModelServer:
         self._stopped = threading.Event()
 
     def start(self) -> ModelServer:
-        """Loads the models, binds both ports and starts serving; returns self.
+        """Binds both ports, loads the models and starts serving; returns self.
+
+        The ports are bound first, so a busy port fails at once, before any
+        model loads.
 
         Raises:
-            UserError: a configured model cannot be served or a port cannot be bound.
+            ServingError: a port cannot be bound (UNAVAILABLE) or a configured
+                model cannot be served.
         """
+        options = self.options
+        if options.rest_api_port and options.rest_api_port == options.port:
+            log.error(  # TF Serving's server.cc: not fatal, REST is skipped
+                "server_options.http_port cannot be same as grpc_port. Please use a different port for "
+                "HTTP/REST API. Skipped exporting HTTP/REST API."
+            )
+            options = self.options = dataclasses.replace(options, rest_api_port=None)
+        if options.port:
+            _check_port_free(options.host, options.port, "gRPC", "--port")
+        if options.rest_api_port:
+            _check_port_free(options.host, options.rest_api_port, "REST", "--rest_api_port")
         try:
-            self.manager.apply_config(self.options.model_config, startup=True)
-        except ServingError as error:
-            self.manager.stop()
-            raise UserError(f"Failed to start server: {error.code}: {error.message}") from None
-        try:
-            self._grpc, self.grpc_port, self._health = build_grpc_server(self.core, self.options)
-            if self.options.rest_api_port is not None:
-                self._rest = build_rest_server(self.core, self.options, self.metrics)
-                self.rest_port = self._rest.server_address[1]
+            self._grpc, self.grpc_port, self._health = build_grpc_server(self.core, options)
         except OSError as error:
+            raise ServingError("UNAVAILABLE", f"{error}: is the port in use? Pass another --port.") from None
+        if options.rest_api_port is not None:
+            try:
+                self._rest = build_rest_server(self.core, options, self.metrics)
+            except OSError as error:
+                self._close_unstarted()
+                raise ServingError(
+                    "UNAVAILABLE",
+                    f"cannot bind REST to {options.host}:{options.rest_api_port} ({error.strerror or error}): "
+                    "is the port in use? Pass another --rest_api_port.",
+                ) from None
+            self.rest_port = self._rest.server_address[1]
+        try:
+            self.manager.apply_config(options.model_config, startup=True)
+        except ServingError:
+            self._close_unstarted()
             self.manager.stop()
-            raise UserError(
-                f"Failed to start server: cannot bind a port on {self.options.host} ({error})."
-            ) from None
+            raise
         self._grpc.start()
         if self._rest is not None:
             self._rest_thread = threading.Thread(
@@ -92,6 +132,14 @@ class ModelServer:
             self._rest_thread.start()
         self.manager.start()
         return self
+
+    def _close_unstarted(self) -> None:
+        """Releases the ports of a server that never started."""
+        if self._grpc is not None:
+            self._grpc.stop(None)
+        if self._rest is not None:
+            self._rest.server_close()
+        self._grpc = self._rest = self._health = None
 
     def stop(self, grace: float = 30.0) -> None:
         """Graceful shutdown: refuse new calls, give in-flight ones `grace` s to finish, unload models.
@@ -125,10 +173,13 @@ class ModelServer:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             host = self.options.host
-            announce(
-                f"Serving gRPC on {host}:{self.grpc_port} ({PREDICTION_SERVICE}, {MODEL_SERVICE}, grpc.health.v1.Health)"
-                + (" with TLS" if self.options.ssl is not None else "")
-            )
+            services = f"({PREDICTION_SERVICE}, {MODEL_SERVICE}, grpc.health.v1.Health"
+            services += ", tensorflow.ProfilerService)" if self.options.enable_profiler else ")"
+            tls = " with TLS" if self.options.ssl is not None else ""
+            if self.grpc_port is not None:
+                announce(f"Serving gRPC on {host}:{self.grpc_port} {services}{tls}")
+            if self.options.grpc_socket_path:
+                announce(f"Serving gRPC on unix:{self.options.grpc_socket_path} {services}{tls}")
             if self.rest_port is not None:
                 announce(f"Serving REST on http://{host}:{self.rest_port}/v1/models/")
             # A timed wait: the kernel may deliver the signal to any thread,

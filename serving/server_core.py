@@ -45,13 +45,23 @@ class ServerCore:
         metrics: the server's `Metrics`.
         batcher: a `Batcher` when batching is on, else None.
         max_tensor_bytes: the largest decoded input TensorProto accepted, in bytes.
+        method_name_check: Classify / Regress / MultiInference need classify /
+            regress method names (`--enable_signature_method_name_check`).
     """
 
-    def __init__(self, manager, metrics, batcher=None, max_tensor_bytes: int | None = None):
+    def __init__(
+        self,
+        manager,
+        metrics,
+        batcher=None,
+        max_tensor_bytes: int | None = None,
+        method_name_check: bool = False,
+    ):
         self.manager = manager
         self.metrics = metrics
         self.batcher = batcher
         self.max_tensor_bytes = max_tensor_bytes
+        self.method_name_check = method_name_check
 
     @contextlib.contextmanager
     def _call(self, model_spec, api: str, entrypoint: str):
@@ -96,7 +106,7 @@ class ServerCore:
                 output_filter,
                 timeout_ms,
                 self.max_tensor_bytes,
-                self.batcher,
+                servable.batcher or self.batcher,  # --enable_per_model_batching_parameters first
             )
             self.metrics.runtime_latency.labels(
                 model_name=servable.name, API="Predict", runtime="TF1"
@@ -107,19 +117,19 @@ class ServerCore:
         """A ClassificationResponse for a ClassificationRequest."""
         spec = request.model_spec if request.HasField("model_spec") else None
         with self._call(spec, "Classify", entrypoint) as servable:
-            return servable_inference.classify(servable, request, timeout_ms)
+            return servable_inference.classify(servable, request, timeout_ms, self.method_name_check)
 
     def regress(self, request, *, entrypoint: str, timeout_ms: int = 0):
         """A RegressionResponse for a RegressionRequest."""
         spec = request.model_spec if request.HasField("model_spec") else None
         with self._call(spec, "Regress", entrypoint) as servable:
-            return servable_inference.regress(servable, request, timeout_ms)
+            return servable_inference.regress(servable, request, timeout_ms, self.method_name_check)
 
     def multi_inference(self, request, *, entrypoint: str, timeout_ms: int = 0):
         """A MultiInferenceResponse; the model is the first task's (TF Serving's rule)."""
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
         with self._call(spec, "MultiInference", entrypoint) as servable:
-            return servable_inference.multi_inference(servable, request, timeout_ms)
+            return servable_inference.multi_inference(servable, request, timeout_ms, self.method_name_check)
 
     def metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """GetModelMetadata: the version's whole SignatureDefMap, packed in an Any."""

@@ -2,7 +2,8 @@
 
 The file is a TFRecord of `PredictionLog` protos, TF Serving's format
 (`saved_model_warmup_util.cc`): each record's request (predict, classify,
-regress or multi_inference) is run once against the version being loaded,
+regress or multi_inference) is run against the version being loaded
+(once, or `--num_request_iterations_for_warmup` times),
 whatever model name it carries. At most 1000 records are read. A missing
 file is fine; an unreadable record or a failing request fails the load, so
 a version whose warmup fails never becomes AVAILABLE.
@@ -42,7 +43,9 @@ def _records(path: str):
         raise failure from None
 
 
-def replay(servable: Servable, log: prediction_log_pb2.PredictionLog) -> None:
+def replay(
+    servable: Servable, log: prediction_log_pb2.PredictionLog, method_name_check: bool = False
+) -> None:
     """Runs the request one PredictionLog holds against `servable`."""
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
@@ -51,17 +54,17 @@ def replay(servable: Servable, log: prediction_log_pb2.PredictionLog) -> None:
             servable, request.model_spec.signature_name, request.inputs, request.output_filter
         )
     elif kind == "classify_log":
-        servable_inference.classify(servable, log.classify_log.request)
+        servable_inference.classify(servable, log.classify_log.request, 0, method_name_check)
     elif kind == "regress_log":
-        servable_inference.regress(servable, log.regress_log.request)
+        servable_inference.regress(servable, log.regress_log.request, 0, method_name_check)
     elif kind == "multi_inference_log":
-        servable_inference.multi_inference(servable, log.multi_inference_log.request)
+        servable_inference.multi_inference(servable, log.multi_inference_log.request, 0, method_name_check)
     else:
         raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {kind}")
 
 
-def run_warmup(servable: Servable) -> int:
-    """Replays the version's warmup file; returns the number of records run.
+def run_warmup(servable: Servable, iterations: int = 1, method_name_check: bool = False) -> int:
+    """Replays the version's warmup file, each record `iterations` times; returns the records read.
 
     Raises:
         ServingError: a record does not parse, there are more than 1000, or a
@@ -77,7 +80,8 @@ def run_warmup(servable: Servable) -> int:
             log.ParseFromString(record)
         except Exception:  # protobuf's DecodeError and friends
             raise ServingError("INVALID_ARGUMENT", f"Failed to parse warmup record from {path}") from None
-        replay(servable, log)
+        for _ in range(iterations):
+            replay(servable, log, method_name_check)
         count += 1
         if count > MAX_RECORDS:
             raise ServingError(

@@ -73,6 +73,7 @@ def start_server(models: dict, **options) -> ModelServer:
     options.setdefault("port", 0)
     options.setdefault("rest_api_port", 0)
     options.setdefault("file_system_poll_wait_seconds", 0.2)
+    options.setdefault("max_num_load_retries", 0)  # a broken test version fails at once
     return ModelServer(ServerOptions(model_config=model_config(models), **options)).start()
 
 
@@ -84,6 +85,29 @@ def server(exports):
     monitoring = MonitoringConfig()
     monitoring.prometheus_config.enable = True
     running = start_server(exports, monitoring=monitoring)
+    yield running
+    running.stop(grace=2)
+
+
+HALF = "half_plus_two"
+TF2 = "tf2_signatures"
+
+
+@pytest.fixture(scope="session")
+def tf_models(tmp_path_factory):
+    """Base paths of TF Serving's kind of test models: {"half_plus_two": ..., "tf2_signatures": ...}."""
+    from tf_serving_models import write_half_plus_two, write_tf2_signatures
+
+    root = tmp_path_factory.mktemp("tf_serving_models")
+    write_half_plus_two(str(root / HALF))
+    write_tf2_signatures(str(root / TF2))
+    return {HALF: str(root / HALF), TF2: str(root / TF2)}
+
+
+@pytest.fixture(scope="session")
+def tf_server(tf_models):
+    """A server of the TF Serving test models with TF Serving's defaults, CORS on."""
+    running = start_server(tf_models, cors=True)
     yield running
     running.stop(grace=2)
 

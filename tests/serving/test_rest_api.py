@@ -200,7 +200,7 @@ ERRORS = [
         f"/v1/models/{LM}:predict",
         {"inputs": [1, 2]},
         400,
-        'Input "tokens" of signature "serving_default" has shape [2]',
+        "transpose expects a vector of size 1. But input(1) is a vector of size 2",  # the session's
     ),
     (
         f"/v1/models/{LM}:predict",
@@ -219,7 +219,7 @@ ERRORS = [
         f"/v1/models/{CLS}:regress",
         {"examples": [{"x": [1.0, 2.0]}]},
         400,
-        "Expected regression signature method_name to be tensorflow/serving/regress",
+        "Expected one output Tensor.",  # TF Serving's regressor.cc: structure, not method_name
     ),
 ]
 

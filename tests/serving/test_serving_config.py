@@ -1,15 +1,15 @@
 """Flags and TF Serving's text-proto config files, parsed by protobuf.
 
 Oracles: the proto field definitions (a file TF Serving accepts parses
-here, field for field) and the one-line UserError contract.
+here, field for field) and the one-line ConfigError contract.
 """
 
 import argparse
 
 import pytest
 
-from rnnserve.errors import UserError
 from rnnserve.serving.config import add_server_flags, options_from_flags
+from rnnserve.serving.errors import ConfigError
 
 
 def parse(*argv):
@@ -61,7 +61,7 @@ def test_all_config_files(tmp_path):
         (
             "--model_config_file",
             "model_config_list { config { name: 3 } }",
-            "is not a valid ModelServerConfig text proto",
+            "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:36: ",
         ),
         (
             "--model_config_file",
@@ -89,7 +89,7 @@ def test_all_config_files(tmp_path):
         (
             "--monitoring_config_file",
             "prometheus_config { enable: maybe }",
-            "is not a valid MonitoringConfig text proto",
+            "Error parsing text-format tensorflow.serving.MonitoringConfig: 1:29: ",
         ),
     ],
 )
@@ -98,7 +98,7 @@ def test_bad_files_are_one_line_user_errors_naming_the_flag(tmp_path, flag, text
     path.write_text(text)
     argv = ["--model_base_path", str(tmp_path)] if flag != "--model_config_file" else []
     argv += [flag, str(path)] + (["--enable_batching"] if flag == "--batching_parameters_file" else [])
-    with pytest.raises(UserError) as caught:
+    with pytest.raises(ConfigError) as caught:
         parse(*argv)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert (
@@ -107,7 +107,7 @@ def test_bad_files_are_one_line_user_errors_naming_the_flag(tmp_path, flag, text
 
 
 def test_nothing_to_serve_is_a_user_error():
-    with pytest.raises(UserError, match="Nothing to serve"):
+    with pytest.raises(ConfigError, match="Nothing to serve"):
         parse()
 
 
