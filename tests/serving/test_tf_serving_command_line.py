@@ -51,8 +51,9 @@ def serve_parser() -> argparse.ArgumentParser:
 def test_the_table_holds_tf_servings_flags_in_main_cc_order_plus_ours():
     names = [flag.name for flag in FLAGS]
     assert [name for name in names if name in TF_SERVING_FLAGS] == TF_SERVING_FLAGS
-    assert [flag.name for flag in FLAGS if flag.scope == "rnnserve"] == ["host", "max_request_bytes"]
-    assert set(names) == set(TF_SERVING_FLAGS) | {"host", "max_request_bytes"}
+    ours = ["host", "max_request_bytes", "max_sequence_number", "sequence_idle_timeout_seconds"]
+    assert [flag.name for flag in FLAGS if flag.scope == "rnnserve"] == ours
+    assert set(names) == set(TF_SERVING_FLAGS) | set(ours)
 
 
 def test_the_parser_declares_every_flag_of_the_table_with_its_default():
