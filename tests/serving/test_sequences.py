@@ -11,6 +11,7 @@ input and client-held state.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import threading
@@ -31,6 +32,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from rnnserve.errors import UserError
+from rnnserve.serving.config import add_server_flags, options_from_flags
 from rnnserve.serving.config_protos import MonitoringConfig
 
 START, END, FORK = 1, 2, 3
@@ -255,6 +258,23 @@ def test_every_control_error_has_ovms_code_and_leaves_the_state_unchanged(stub, 
     np.testing.assert_allclose(got, oracle.step(np.concatenate([past, after], axis=1))[0][:, 4:], atol=1e-5)
 
 
+def test_the_sequence_flags_reach_the_server_options(exports):
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_server_flags(parser)
+    flags = [
+        "--model_base_path",
+        exports[LM],
+        "--max_sequence_number=7",
+        "--sequence_idle_timeout_seconds=2.5",
+    ]
+    options = options_from_flags(parser.parse_args(flags))
+    assert (options.max_sequence_number, options.sequence_idle_timeout_seconds) == (7, 2.5)
+    defaults = options_from_flags(parser.parse_args(flags[:2]))
+    assert (defaults.max_sequence_number, defaults.sequence_idle_timeout_seconds) == (500, 300.0)
+    with pytest.raises(UserError, match="--max_sequence_number must be at least 1, got 0"):
+        options_from_flags(parser.parse_args([*flags[:2], "--max_sequence_number=0"]))
+
+
 def test_concurrent_calls_on_one_sequence_run_one_after_another(stub, oracle):
     past, token = tokens_of(3), tokens_of(1)
     sequence_id = sequence_id_of(step(stub, past, control=START))
@@ -384,6 +404,16 @@ def test_past_max_sequence_number_a_start_is_unavailable_until_one_ends(small_st
     third = sequence_id_of(step(small_stub, tokens_of(2), control=START))
     assert live_sequences(small_server) == 2
     step(small_stub, tokens_of(1), third, END)
+
+
+def test_a_failed_start_or_fork_leaves_no_sequence_behind(small_stub, small_server):
+    before = live_sequences(small_server)
+    bad_token = np.array([[999]], np.int32)  # the model's gather rejects it
+    assert rpc_code(lambda: step(small_stub, bad_token, 5555, START)) == grpc.StatusCode.INVALID_ARGUMENT
+    parent = sequence_id_of(step(small_stub, tokens_of(2), 5555, START))  # the id is free
+    assert rpc_code(lambda: step(small_stub, bad_token, parent, FORK)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert live_sequences(small_server) == before + 1
+    step(small_stub, tokens_of(1), parent, END)
 
 
 def test_an_idle_sequence_expires_then_is_not_found(small_stub, small_server):
