@@ -396,7 +396,7 @@ def live_sequences(server) -> float:
 
 def test_past_max_sequence_number_a_start_is_unavailable_until_one_ends(small_stub, small_server):
     first = sequence_id_of(step(small_stub, tokens_of(2), control=START))
-    sequence_id_of(step(small_stub, tokens_of(2), control=START))
+    second = sequence_id_of(step(small_stub, tokens_of(2), control=START))
     assert live_sequences(small_server) == 2
     assert rpc_code(lambda: step(small_stub, tokens_of(2), control=START)) == grpc.StatusCode.UNAVAILABLE
     assert rpc_code(lambda: step(small_stub, tokens_of(2), first, FORK)) == grpc.StatusCode.UNAVAILABLE
@@ -404,6 +404,7 @@ def test_past_max_sequence_number_a_start_is_unavailable_until_one_ends(small_st
     third = sequence_id_of(step(small_stub, tokens_of(2), control=START))
     assert live_sequences(small_server) == 2
     step(small_stub, tokens_of(1), third, END)
+    step(small_stub, tokens_of(1), second, END)
 
 
 def test_a_failed_start_or_fork_leaves_no_sequence_behind(small_stub, small_server):
