@@ -119,14 +119,13 @@ def _one_row(arrays: dict, signature) -> None:
 def _run(servable, signature_name: str, inputs: dict, output_filter, timeout_ms: int, max_tensor_bytes):
     """Checks and runs one row; returns (outputs to answer, the new state (1, S))."""
     signature = servable.signature(signature_name)
-    fetch = list(output_filter)
-    if fetch and contract.STATE not in fetch:
-        fetch.append(contract.STATE)
+    asked = [alias for alias in output_filter if alias != contract.SEQUENCE_ID]  # always answered
+    fetch = asked + [contract.STATE] if output_filter and contract.STATE not in asked else asked
     arrays, aliases = servable.prepare_predict(signature_name, inputs, fetch, max_tensor_bytes)
     _one_row(arrays, signature)
     outputs = servable.run(signature_name, arrays, aliases, timeout_ms)
     state = outputs[contract.STATE]
-    if contract.STATE not in output_filter:
+    if contract.STATE not in asked:
         del outputs[contract.STATE]
     return outputs, state
 
@@ -212,7 +211,6 @@ def predict(
         )
     if contract.STATE not in servable.signature(signature_name).inputs:
         raise ServingError("INVALID_ARGUMENT", f'Signature "{signature_name}" has no "state" input to keep.')
-    output_filter = [alias for alias in output_filter if alias != contract.SEQUENCE_ID]
     model = servable.name
 
     def run_on(target, state):

@@ -184,6 +184,8 @@ def test_start_with_a_chosen_id_echoes_it_and_state_is_returned_only_when_asked(
     assert response.outputs["sequence_id"].dtype == tf.uint64.as_datatype_enum
     assert set(response.outputs) == {"state", "sequence_id"}
     assert response.outputs["state"].tensor_shape.dim[1].size == STATE_SIZE
+    only_id = stub.Predict(request("step", {"tokens": tokens_of(1)}, 4242, None, ["sequence_id"]), TIMEOUT)
+    assert set(only_id.outputs) == {"sequence_id"}
     step(stub, tokens_of(1), 4242, END)
 
 
