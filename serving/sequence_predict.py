@@ -223,8 +223,8 @@ def predict(
 
     if control == contract.SEQUENCE_START:
         resume = contract.STATE in inputs  # a snapshot the client took: checked and fed as sent
-        sequence = store.reserve(model, sequence_id, servable.version, None)
         state = None if resume else _zero_state(servable, signature_name)
+        sequence = store.reserve(model, sequence_id, servable.version, None)
         return servable, _finish_new(store, sequence, run_on(servable, state))
 
     if not sequence_id:
