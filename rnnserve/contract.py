@@ -54,3 +54,13 @@ UNK_ID = "unk_id"
 STATE_SIZE = "state_size"
 STATE_LAYOUT = "state_layout"
 MAX_NEW_TOKENS_LIMIT = "max_new_tokens_limit"
+
+# Server-side sequences on `step` / `generate` (an extra of the embedded
+# server, OpenVINO Model Server's request inputs; docs/serving.md).
+SEQUENCE_ID = "sequence_id"  # uint64 (1,): which sequence; 0 at start = let the server pick one
+SEQUENCE_CONTROL_INPUT = "sequence_control_input"  # uint32 (1,): one of the controls below
+SEQUENCE_CONTINUE = 0  # no control: continue the sequence
+SEQUENCE_START = 1  # start a sequence (zeros, or the request's `state` to resume a snapshot)
+SEQUENCE_END = 2  # the sequence's last request
+SEQUENCE_FORK = 3  # a new sequence from a copy of this one's state (ours, beyond OVMS)
+SEQUENCE_SIGNATURES = (STEP, GENERATE)

@@ -15,6 +15,7 @@ goes front end -> `server_core` -> `servable_inference` -> `servable`:
 | `classify_regress`     | Classify / Regress signatures, their tf.Example input and result protos |
 | `servable`, `warmup`   | one loaded SavedModel version; replaying its warmup file |
 | `batching`             | merging concurrent Predict calls |
+| `sequences`, `sequence_predict` | server-side sequences (OVMS's `sequence_id` / `sequence_control_input`, fork, resume): kept state, limits, idle reaping, version pins; Predict on one |
 | `grpc_api`, `rest_api` | the two front ends |
 | `rest_server`, `http_bodies` | the REST API's HTTP server: workers, keep-alive, deadlines, graceful close, CORS; chunked / gzip bodies |
 | `profiler`             | `tensorflow.ProfilerService` on the gRPC port |

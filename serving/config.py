@@ -37,6 +37,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from rnnserve.serving.config_protos import BatchingParameters, MonitoringConfig, SSLConfig
 from rnnserve.serving.errors import ConfigError, ServingError
 from rnnserve.serving.flags import DEFAULT_MAX_REQUEST_BYTES, FLAGS, add_server_flags, not_applicable
+from rnnserve.serving.sequences import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_MAX_SEQUENCES
 
 PLATFORM = "tensorflow"
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
@@ -80,6 +81,9 @@ class ServerOptions:
         enable_profiler: tensorflow.ProfilerService on the gRPC port(s).
         tensor_content: Predict outputs sent as tensor_content bytes.
         per_model_batching: read each version's `batching_params.pbtxt` (with batching on).
+        max_sequence_number: server-side sequences allowed per model (ours).
+        sequence_idle_timeout_seconds: an idle server-side sequence is removed
+            after this long (0 = never; ours).
         not_applicable: flags given that mean nothing here (named once in the log).
     """
 
@@ -113,6 +117,8 @@ class ServerOptions:
     enable_profiler: bool = True
     tensor_content: bool = False
     per_model_batching: bool = False
+    max_sequence_number: int = DEFAULT_MAX_SEQUENCES
+    sequence_idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT_SECONDS
     not_applicable: list = dataclasses.field(default_factory=list)
 
     @classmethod
@@ -369,5 +375,7 @@ def options_from_flags(args: argparse.Namespace) -> ServerOptions:
         enable_profiler=args.enable_profiler,
         tensor_content=args.enable_serialization_as_tensor_content,
         per_model_batching=args.enable_per_model_batching_parameters and args.enable_batching,
+        max_sequence_number=args.max_sequence_number,
+        sequence_idle_timeout_seconds=args.sequence_idle_timeout_seconds,
         not_applicable=not_applicable(args),
     )

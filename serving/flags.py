@@ -1,7 +1,9 @@
 """`tensorflow_model_server`'s command line, flag for flag, in one table.
 
 `FLAGS` lists every flag of TF Serving's `model_servers/main.cc` (2.21),
-in its order, plus this server's own two (`--host`, `--max_request_bytes`).
+in its order, plus this server's own (`--host`, `--max_request_bytes`, and
+for server-side sequences `--max_sequence_number`,
+`--sequence_idle_timeout_seconds`).
 `add_server_flags(parser)` declares all of them on an argparse parser with
 TF Serving's syntax (`tsl::Flags`):
 
@@ -31,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+
+from rnnserve.serving.sequences import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_MAX_SEQUENCES
 
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # loopback-friendly, far below gRPC's 2 GiB
 NOT_APPLICABLE_SCOPES = ("gpu", "tpu", "tflite", "alts", "threadpool", "platform")
@@ -168,6 +172,22 @@ FLAGS = (
         "largest request on either API, also after decompression",
         "rnnserve",
         low=1024,
+    ),
+    F(
+        "max_sequence_number",
+        "int32",
+        DEFAULT_MAX_SEQUENCES,
+        "server-side sequences each model holds at once (OVMS's max_sequence_number)",
+        "rnnserve",
+        low=1,
+    ),
+    F(
+        "sequence_idle_timeout_seconds",
+        "float",
+        DEFAULT_IDLE_TIMEOUT_SECONDS,
+        "a server-side sequence without a call for this long is removed (0 = never)",
+        "rnnserve",
+        low=0,
     ),
 )
 del F

@@ -92,7 +92,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, servable, request.model_spec.signature_name)
         for alias, value in outputs.items():
-            tensors.to_tensor_proto(value, use_tensor_content=self.tensor_content, out=response.outputs[alias])
+            tensors.to_tensor_proto(
+                value, use_tensor_content=self.tensor_content, out=response.outputs[alias]
+            )
         return response
 
     @_guarded

@@ -104,6 +104,8 @@ class ModelManager:
         self._threads: list[threading.Thread] = []
         self._warned: set[str] = set()
         self._no_versions: dict[str, str] = {}  # model -> why nothing is listed (for status)
+        # (name, version) -> whether something else needs it loaded (the server's sequences)
+        self.keep_loaded = lambda name, version: False
 
     # -- configuration ---------------------------------------------------
     def apply_config(self, config, startup: bool = False) -> None:
@@ -226,14 +228,21 @@ class ModelManager:
         return aspired, to_load
 
     def _versions_to_unload(self, name: str, aspired: set[int]) -> list[VersionRecord]:
-        """AVAILABLE versions no longer aspired, once an aspired one serves (availability preserving)."""
+        """AVAILABLE versions no longer aspired, once an aspired one serves (availability preserving).
+
+        A version `keep_loaded` names (a server-side sequence runs on it) waits
+        for a later round.
+        """
         with self._lock:
             records = self._records.setdefault(name, {})
             serving_aspired = any(records[v].state == AVAILABLE for v in aspired if v in records)
             return [
                 record
                 for version, record in records.items()
-                if record.state == AVAILABLE and version not in aspired and (serving_aspired or not aspired)
+                if record.state == AVAILABLE
+                and version not in aspired
+                and (serving_aspired or not aspired)
+                and not self.keep_loaded(name, version)
             ]
 
     def _load(self, name: str, version: int, path: str) -> None:

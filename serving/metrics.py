@@ -13,9 +13,12 @@ records, under the same names and labels:
 | `:tensorflow:cc:saved_model:load_latency`      | counter   | model_path                          |
 | `:tensorflow:serving:model_warmup_latency`     | histogram | model_path, status                  |
 | `:tensorflow:serving:batching_session:processed_batch_size` | histogram | thread_pool_name    |
+| `:rnnserve:serving:live_sequences` (ours)      | gauge     | model_name                          |
 
 Latencies are microseconds; histogram buckets are TF Serving's
-(exponential, scale 10, power 1.8, 33 buckets). The values live in
+(exponential, scale 10, power 1.8, 33 buckets). `live_sequences` counts
+the server-side sequences (`serving.sequences`) each model holds; TF
+Serving has no such thing. The values live in
 prometheus-client metrics; the page is prometheus-client's text exposition,
 except that counters are declared `untyped` so that their samples keep TF
 Serving's names (prometheus-client would rename them `..._total`), and the
@@ -31,7 +34,7 @@ True
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = tuple(10 * 1.8**i for i in range(32)) + (float("inf"),)
@@ -107,6 +110,12 @@ class Metrics:
             "Tracks the batch size distribution on processing.",
             ["thread_pool_name"],
             buckets=BATCH_BUCKETS,
+        )
+        self.live_sequences = Gauge(
+            ":rnnserve:serving:live_sequences",
+            "The number of live server-side sequences.",
+            ["model_name"],
+            registry=self._values,
         )
 
     def record_request(self, model: str, api: str, entrypoint: str, status: str, seconds: float) -> None:

@@ -40,7 +40,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from rnnserve.serving import json_examples, json_tensors, tensors
+from rnnserve.serving import json_examples, json_tensors, sequence_predict, tensors
 from rnnserve.serving.errors import ServingError, truncate
 from rnnserve.serving.rest_server import RestServer
 
@@ -127,6 +127,9 @@ class RestApi:
                     raise ServingError(
                         "UNIMPLEMENTED", f"Conversion of JSON Value to type: {tensors.dtype_name(info.dtype)}"
                     ) from None
+            columns = doc.get("inputs")
+            if isinstance(columns, dict) and sequence_predict.names_sequence(columns):
+                dtypes = sequence_predict.rest_dtypes(columns, dtypes)  # a server-side sequence
             arrays, request_format = json_tensors.inputs_from_json(doc, dtypes)
             fmt.append(request_format)
             return arrays

@@ -32,6 +32,7 @@ from rnnserve.serving.grpc_api import MODEL_SERVICE, PREDICTION_SERVICE, build_g
 from rnnserve.serving.manager import ModelManager
 from rnnserve.serving.metrics import Metrics
 from rnnserve.serving.rest_api import build_rest_server
+from rnnserve.serving.sequences import SequenceStore
 from rnnserve.serving.server_core import ServerCore
 
 log = logging.getLogger("rnnserve.serving")
@@ -63,12 +64,17 @@ class ModelServer:
         grpc_port: the bound gRPC TCP port, or None when gRPC is on a UNIX socket only.
         rest_port: the bound REST port, or None when REST is off.
         core: the `ServerCore` both APIs use.
+        sequences: the `SequenceStore` of server-side sequences.
     """
 
     def __init__(self, options):
         self.options = options
         self.metrics = Metrics()
         self.manager = ModelManager(options, self.metrics)
+        self.sequences = SequenceStore(
+            options.max_sequence_number, options.sequence_idle_timeout_seconds, self.metrics
+        )
+        self.manager.keep_loaded = self.sequences.pinned  # a sequence's version stays loaded
         self.batcher = Batcher(options.batching, self.metrics) if options.batching is not None else None
         self.core = ServerCore(
             self.manager,
@@ -76,6 +82,7 @@ class ModelServer:
             self.batcher,
             max_tensor_bytes=options.max_request_bytes,
             method_name_check=options.method_name_check,
+            sequences=self.sequences,
         )
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
@@ -131,6 +138,7 @@ class ModelServer:
             )
             self._rest_thread.start()
         self.manager.start()
+        self.sequences.start()
         return self
 
     def _close_unstarted(self) -> None:
@@ -160,6 +168,7 @@ class ModelServer:
             grpc_stopped.wait()
         if self.batcher is not None:
             self.batcher.close()
+        self.sequences.stop()
         self.manager.stop()
 
     def serve_forever(self, announce=print) -> None:

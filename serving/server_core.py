@@ -4,7 +4,8 @@ Requests go front end (`grpc_api` / `rest_api`) -> `ServerCore` ->
 `servable_inference` -> `Servable`. `ServerCore` (TF Serving's name for
 this layer) resolves a ModelSpec to a loaded version (through the
 `ModelManager`), runs the request (through `serving.servable_inference`, batched
-when `--enable_batching`), records TF Serving's request metrics, and
+when `--enable_batching`; a Predict on a server-side sequence through
+`serving.sequence_predict`), records TF Serving's request metrics, and
 answers GetModelMetadata, GetModelStatus and HandleReloadConfigRequest with
 the response protos TF Serving sends. Errors are `ServingError`s; each
 front end turns them into its own status.
@@ -31,7 +32,7 @@ from tensorflow_serving.apis import (
     model_pb2,
 )
 
-from rnnserve.serving import servable_inference
+from rnnserve.serving import sequence_predict, servable_inference
 from rnnserve.serving.errors import CODE_NUMBERS, ServingError
 
 SIGNATURE_DEF = "signature_def"
@@ -47,6 +48,8 @@ class ServerCore:
         max_tensor_bytes: the largest decoded input TensorProto accepted, in bytes.
         method_name_check: Classify / Regress / MultiInference need classify /
             regress method names (`--enable_signature_method_name_check`).
+        sequences: the `SequenceStore` of server-side sequences, or None (Predict
+            then treats `sequence_id` like any unknown input).
     """
 
     def __init__(
@@ -56,12 +59,14 @@ class ServerCore:
         batcher=None,
         max_tensor_bytes: int | None = None,
         method_name_check: bool = False,
+        sequences=None,
     ):
         self.manager = manager
         self.metrics = metrics
         self.batcher = batcher
         self.max_tensor_bytes = max_tensor_bytes
         self.method_name_check = method_name_check
+        self.sequences = sequences
 
     @contextlib.contextmanager
     def _call(self, model_spec, api: str, entrypoint: str):
@@ -99,15 +104,27 @@ class ServerCore:
             if callable(inputs):
                 inputs = inputs(servable)
             started = time.monotonic()
-            outputs = servable_inference.predict(
-                servable,
-                model_spec.signature_name,
-                inputs,
-                output_filter,
-                timeout_ms,
-                self.max_tensor_bytes,
-                servable.batcher or self.batcher,  # --enable_per_model_batching_parameters first
-            )
+            if self.sequences is not None and sequence_predict.names_sequence(inputs):
+                servable, outputs = sequence_predict.predict(
+                    self.sequences,
+                    self.manager,
+                    servable,
+                    model_spec,
+                    inputs,
+                    output_filter,
+                    timeout_ms,
+                    self.max_tensor_bytes,
+                )
+            else:
+                outputs = servable_inference.predict(
+                    servable,
+                    model_spec.signature_name,
+                    inputs,
+                    output_filter,
+                    timeout_ms,
+                    self.max_tensor_bytes,
+                    servable.batcher or self.batcher,  # --enable_per_model_batching_parameters first
+                )
             self.metrics.runtime_latency.labels(
                 model_name=servable.name, API="Predict", runtime="TF1"
             ).observe((time.monotonic() - started) * 1e6)

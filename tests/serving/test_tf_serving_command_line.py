@@ -55,8 +55,9 @@ def serve_parser() -> argparse.ArgumentParser:
 def test_the_table_holds_tf_servings_flags_in_main_cc_order_plus_ours():
     names = [flag.name for flag in FLAGS]
     assert [name for name in names if name in TF_SERVING_FLAGS] == TF_SERVING_FLAGS
-    assert [flag.name for flag in FLAGS if flag.scope == "rnnserve"] == ["host", "max_request_bytes"]
-    assert set(names) == set(TF_SERVING_FLAGS) | {"host", "max_request_bytes"}
+    ours = ["host", "max_request_bytes", "max_sequence_number", "sequence_idle_timeout_seconds"]
+    assert [flag.name for flag in FLAGS if flag.scope == "rnnserve"] == ours
+    assert set(names) == set(TF_SERVING_FLAGS) | set(ours)
 
 
 def test_the_parser_declares_every_flag_of_the_table_with_its_default():
@@ -239,7 +240,7 @@ def test_a_tf_serving_command_line_with_every_flag_serves(tmp_path, tf_models):
         with grpc.insecure_channel(f"unix:{values['grpc_socket_path']}") as channel:
             request = predict_pb2.PredictRequest()
             request.model_spec.name = HALF
-            request.inputs["x"].CopyFrom(to_tensor_proto(np.array([1.0, 2.0, 5.0], np.float32)))
+            to_tensor_proto(np.array([1.0, 2.0, 5.0], np.float32), out=request.inputs["x"])
             reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
         np.testing.assert_allclose(to_ndarray(reply.outputs["y"]), [2.5, 3.0, 4.5])
         process.wait_for_log("Not applicable on this server")

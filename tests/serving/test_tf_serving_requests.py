@@ -57,7 +57,7 @@ def test_the_quickstart_curl_answers_the_documented_predictions(tf_server):
 def test_grpc_predict_of_a_rank_1_x_answers_y_of_the_same_shape(stub, xs):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = HALF
-    request.inputs["x"].CopyFrom(to_tensor_proto(np.array(xs, np.float32)))
+    to_tensor_proto(np.array(xs, np.float32), out=request.inputs["x"])
     response = stub.Predict(request, timeout=30)
     y = to_ndarray(response.outputs["y"])
     assert y.shape == (len(xs),)
@@ -67,7 +67,7 @@ def test_grpc_predict_of_a_rank_1_x_answers_y_of_the_same_shape(stub, xs):
 def test_a_shape_unlike_the_signatures_goes_to_the_session_which_decides(stub):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = TF2  # serving_default's x is [?]; y = 0.5 x + 2 takes any shape
-    request.inputs["x"].CopyFrom(to_tensor_proto(np.ones((2, 3), np.float32)))
+    to_tensor_proto(np.ones((2, 3), np.float32), out=request.inputs["x"])
     response = stub.Predict(request, timeout=30)
     np.testing.assert_allclose(to_ndarray(response.outputs["y"]), np.full((2, 3), 2.5))
 

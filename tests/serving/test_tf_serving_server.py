@@ -30,7 +30,7 @@ from rnnserve.serving.tensors import to_ndarray, to_tensor_proto
 def predict_half_plus_two(channel, xs=(1.0, 2.0, 5.0), model=HALF):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
-    request.inputs["x"].CopyFrom(to_tensor_proto(np.array(xs, np.float32)))
+    to_tensor_proto(np.array(xs, np.float32), out=request.inputs["x"])
     response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
     return to_ndarray(response.outputs["y"])
 
@@ -78,7 +78,7 @@ def test_enable_serialization_as_tensor_content_sends_tensor_content(tf_models):
     try:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = HALF
-        request.inputs["x"].CopyFrom(to_tensor_proto(np.array([1.0, 2.0], np.float32)))
+        to_tensor_proto(np.array([1.0, 2.0], np.float32), out=request.inputs["x"])
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
         y = response.outputs["y"]
@@ -164,7 +164,7 @@ def test_without_model_warmup_a_failing_warmup_file_is_not_replayed(tmp_path, tf
     shutil.copytree(tf_models[HALF], base)
     bad = predict_pb2.PredictRequest()
     bad.model_spec.name = HALF
-    bad.inputs["nope"].CopyFrom(to_tensor_proto(np.array([1.0], np.float32)))
+    to_tensor_proto(np.array([1.0], np.float32), out=bad.inputs["nope"])
     write_warmup_file(os.path.join(base, "123", "assets.extra", "tf_serving_warmup_requests"), [bad])
     with pytest.raises(ServingError, match="Some models did not become available"):
         start_server({HALF: base}, rest_api_port=None)  # the warmup replay fails the load
@@ -262,7 +262,7 @@ def test_num_request_iterations_for_warmup_runs_each_record_that_many_times(tmp_
     shutil.copytree(tf_models[HALF], base)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = HALF
-    request.inputs["x"].CopyFrom(to_tensor_proto(np.array([1.0], np.float32)))
+    to_tensor_proto(np.array([1.0], np.float32), out=request.inputs["x"])
     write_warmup_file(os.path.join(base, "123", "assets.extra", "tf_serving_warmup_requests"), [request] * 2)
     servable = Servable(HALF, 123, os.path.join(base, "123"))
     runs = []
