@@ -18,13 +18,16 @@ import argparse
 import importlib
 import os
 import sys
-import tempfile
 
 from rnnserve.errors import UserError
+from rnnserve.quiet_tensorflow import DEFAULT_LOG_LEVEL, import_tensorflow_quietly
 
 # Each command, and the module that registers it (with its sibling commands).
 # A module exposes `register(subparsers)`, which adds its commands and sets
 # `func` (called with the parsed namespace; returns an exit status or None).
+# Registering imports no TensorFlow. TensorFlow is imported (quietly) after
+# the arguments parse, unless the command sets `preload_tensorflow=False`
+# (it imports TensorFlow itself when it needs it, or never).
 COMMANDS = {
     "train": "rnnserve.training.cli",
     "export": "rnnserve.training.export.cli",
@@ -66,45 +69,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-# What TensorFlow's C++ runtime logs to fd 2 while it loads, before any
-# Python-side setting (TF_CPP_MIN_LOG_LEVEL included) can silence it.
-_STARTUP_NOISE = (
-    "WARNING: All log messages before absl::InitializeLog()",
-    "I0000 ",
-    "To enable the following",
-)
-
-
-def import_tensorflow_quietly():
-    """Imports TensorFlow with its start-up info lines dropped from stderr.
-
-    Anything else it writes while loading (a real warning or error) is
-    passed through.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines():
-                if line.strip() and not line.startswith(_STARTUP_NOISE):
-                    print(line, file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs one `rnnserve` subcommand; returns the process exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import_tensorflow_quietly()  # every command reaches TensorFlow (models/, the serving protos)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_LOG_LEVEL)
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    args = build_parser(argv).parse_args(argv)  # --help and usage errors answer before TensorFlow loads
     try:
+        if getattr(args, "preload_tensorflow", True):
+            import_tensorflow_quietly()
         status = args.func(args)
     except UserError as error:
         print(f"rnnserve {args.command}: error: {error}", file=sys.stderr)
