@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 
@@ -109,8 +110,6 @@ def run_train(args):
     fields = {f.name for f in dataclasses.fields(TASK_CONFIGS[args.task])}
     given = {key: value for key, value in vars(args).items() if key in fields}
     out, resume = getattr(args, "out", None), getattr(args, "resume", None)
-    if out and resume:
-        raise UserError("--resume continues a run in its own directory; drop --out (or drop --resume).")
     if given.get("verbose") != 0:
         print("Loading TensorFlow...", flush=True)  # seconds before anything else can be said
     import_tensorflow_quietly()
@@ -121,6 +120,8 @@ def run_train(args):
     task = TASKS[args.task]
     if resume:
         run, config = resume_config(task, resume, given)
+        if out and os.path.abspath(out) != os.path.abspath(resume):
+            raise UserError("--resume continues a run in its own directory; drop --out.")
     else:
         run, config = None, task.config_class(**given)
     result = train(task, config, out=out, run=run)
