@@ -300,9 +300,7 @@ class Recurrent(keras.layers.Layer):
             # One position of inference (a generation step): one cell call per
             # sub-layer, no time loop.
             batch = ops.shape(x)[0]
-            cell_states = [
-                state or cell.get_initial_state(batch) for state, cell in zip(states, self.cells)
-            ]
+            cell_states = [state or cell.get_initial_state(batch) for state, cell in zip(states, self.cells)]
             x, finals = self.step(x[:, 0], cell_states)
             x = x[:, None]  # (B, 1, D·H)
         else:

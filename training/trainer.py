@@ -99,7 +99,11 @@ def _fit(task, config, data, strategy, model, run, initial_epoch, interrupt):
     if initial_epoch < config.epochs and not interrupt.requested:
         # Progress bars on a terminal; one line per epoch in a log file.
         verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
-        span = f"epochs {initial_epoch + 1} to {config.epochs}" if config.epochs - initial_epoch > 1 else f"epoch {config.epochs}"
+        span = (
+            f"epochs {initial_epoch + 1} to {config.epochs}"
+            if config.epochs - initial_epoch > 1
+            else f"epoch {config.epochs}"
+        )
         _say(config, f"Training {span} (Ctrl-C stops and saves).")
         batches = data.train(initial_epoch, config.epochs)
         prepare_fit(model, strategy, batches)

@@ -116,7 +116,9 @@ def test_a_format_1_config_json_still_reads():
 
 
 def test_unknown_settings_or_formats_are_one_clear_error():
-    with pytest.raises(UserError, match=r"run/config.json records settings this version does not know \(colour\)"):
+    with pytest.raises(
+        UserError, match=r"run/config.json records settings this version does not know \(colour\)"
+    ):
         from_run_config({"format": 2, "task": "hello", "train_config": {"colour": "red"}}, "run")
     with pytest.raises(UserError, match="not a training configuration this version can read"):
         from_run_config({"format": 9, "task": "hello"}, "run")

@@ -14,7 +14,13 @@ from rnnserve.quiet_tensorflow import NOISE
 from tests.conftest import REPO_ROOT
 
 # Start-up lines of TensorFlow without a GPU; none says anything is wrong.
-NOISE_TEXTS = ("absl::InitializeLog", "cuda drivers", "cuInit", "cpu_feature_guard", "To enable the following")
+NOISE_TEXTS = (
+    "absl::InitializeLog",
+    "cuda drivers",
+    "cuInit",
+    "cpu_feature_guard",
+    "To enable the following",
+)
 
 
 def user_env():
@@ -24,18 +30,36 @@ def user_env():
 
 
 def train_hello(tmp_path, name):
-    return [sys.executable, "-m", "rnnserve", "train", "hello", "--epochs", "1", "--out", str(tmp_path / name)]
+    return [
+        sys.executable,
+        "-m",
+        "rnnserve",
+        "train",
+        "hello",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / name),
+    ]
 
 
 def test_a_log_gets_plain_lines_and_no_startup_noise_and_progress_before_epoch_1(tmp_path):
-    result = subprocess.run(train_hello(tmp_path, "run"), env=user_env(), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        train_hello(tmp_path, "run"), env=user_env(), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for text in NOISE_TEXTS:
         assert text not in result.stderr and text not in result.stdout, text
     lines = result.stdout.splitlines()
     [epoch_line] = [i for i, line in enumerate(lines) if line.startswith("20/20 - ")]  # Keras' line per epoch
     before = "\n".join(lines[:epoch_line])
-    for stage in ("Loading TensorFlow", "Preparing the data", "Building the model", "Run directory:", "Training epoch 1"):
+    for stage in (
+        "Loading TensorFlow",
+        "Preparing the data",
+        "Building the model",
+        "Run directory:",
+        "Training epoch 1",
+    ):
         assert stage in before
     assert "\r" not in result.stdout and "━" not in result.stdout
 
@@ -68,7 +92,9 @@ def test_what_tensorflow_prints_at_start_up_without_a_gpu_is_all_filtered():
     this machine (CI has no GPU)."""
     probe = "import tensorflow as tf; tf.config.list_physical_devices('GPU')"
     env = {**user_env(), "TF_CPP_MIN_LOG_LEVEL": "0"}
-    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300
+    )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines, "TensorFlow printed nothing at start-up; the filter has nothing to do"
     assert [line for line in lines if not NOISE.match(line)] == []

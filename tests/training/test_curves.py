@@ -8,7 +8,9 @@ import pytest
 from rnnserve.training.plots import draw_curves, plot_curves
 
 # The hello task's shape: 0.2 after the first epoch, then about 1e-5.
-HELLO_LIKE = {"epochs": [{"epoch": e, "loss": 0.2 if e == 1 else 2e-5 / e, "partial": False} for e in range(1, 16)]}
+HELLO_LIKE = {
+    "epochs": [{"epoch": e, "loss": 0.2 if e == 1 else 2e-5 / e, "partial": False} for e in range(1, 16)]
+}
 LANGUAGE_MODEL = {
     "epochs": [
         {"epoch": 1, "loss": 3.4, "val_loss": 3.2, "val_perplexity": 24.5, "partial": False},
@@ -47,7 +49,11 @@ def test_a_loss_spanning_decades_is_drawn_on_a_log_axis(figure):
 def test_the_partial_last_epoch_is_drawn_hollow_and_named_in_the_legend(figure):
     loss_axis, quality_axis = figure(LANGUAGE_MODEL, "val_perplexity").axes
     for axis in (loss_axis, quality_axis):
-        hollow = [line for line in axis.get_lines() if line.get_markerfacecolor() == "white" and len(line.get_xdata())]
+        hollow = [
+            line
+            for line in axis.get_lines()
+            if line.get_markerfacecolor() == "white" and len(line.get_xdata())
+        ]
         assert hollow and all(list(line.get_xdata()) == [3] for line in hollow)
         assert "partial epoch" in [text.get_text() for text in axis.get_legend().get_texts()]
     complete = {"epochs": [dict(row, partial=False) for row in LANGUAGE_MODEL["epochs"]]}

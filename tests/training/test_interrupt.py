@@ -105,7 +105,9 @@ def corpus(tmp_path_factory):
 def test_ctrl_c_saves_the_epoch_prints_the_resume_command_and_resume_finishes(moment, corpus, tmp_path):
     wait, presses = MOMENTS[moment]
     run = tmp_path / "run"
-    training = Training("--corpus", corpus, "--epochs", str(EPOCHS), "--out", str(run), "--verbose", "2", *SMALL_FLAGS)
+    training = Training(
+        "--corpus", corpus, "--epochs", str(EPOCHS), "--out", str(run), "--verbose", "2", *SMALL_FLAGS
+    )
     wait(training, run)
     training.interrupt()
     if presses == 2:

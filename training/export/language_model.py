@@ -35,7 +35,13 @@ import tensorflow as tf
 from rnnserve import contract
 from rnnserve.models.cells import cell_name
 from rnnserve.models.runner import read_weights, run_language_model, run_language_model_token
-from rnnserve.models.state import pack_cell_states, recurrent_layers, state_layout, state_size, unpack_cell_states
+from rnnserve.models.state import (
+    pack_cell_states,
+    recurrent_layers,
+    state_layout,
+    state_size,
+    unpack_cell_states,
+)
 from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, sampling
 from rnnserve.training.export.checks import (
     check_sampling,
