@@ -98,7 +98,7 @@ MOMENTS = {
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return small_corpus(tmp_path_factory.mktemp("corpus"))
+    return small_corpus(tmp_path_factory.mktemp("corpus"), size=20_000)  # short epochs: quick resumes
 
 
 @pytest.mark.parametrize("moment", sorted(MOMENTS))
