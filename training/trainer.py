@@ -89,12 +89,12 @@ def _fit(task, config, data, strategy, model, run, initial_epoch, interrupt):
     previous_wall = metrics["epochs"][-1]["wall_time"] if metrics["epochs"] else 0.0
     callbacks = [
         budget,
-        StopOnInterrupt(interrupt),
         *task.callbacks(config, data, run),
         keras.callbacks.TensorBoard(log_dir=str(run.tensorboard)),
         EpochRecorder(
             run, metrics, data.tokens_per_batch, data.steps_per_epoch, task.quality_key, previous_wall
         ),
+        StopOnInterrupt(interrupt),  # last: a Ctrl-C during the others' epoch end stops before the next epoch
     ]
     if initial_epoch < config.epochs and not interrupt.requested:
         # Progress bars on a terminal; one line per epoch in a log file.
