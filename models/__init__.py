@@ -23,7 +23,8 @@ from rnnserve.models.cells import (
     get_cell_class,
 )
 from rnnserve.models.recurrent import Recurrent
-from rnnserve.models.state import run_language_model, state_layout, state_size
+from rnnserve.models.runner import run_language_model
+from rnnserve.models.state import state_layout, state_size
 
 __all__ = [
     "BUILDERS",

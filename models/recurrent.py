@@ -275,18 +275,9 @@ class Recurrent(keras.layers.Layer):
     def run_direction(self, index, inputs, initial_state, mask, training):
         """Runs sub-layer `index` over `(B, T, in)` inputs, fused when eligible.
 
-        A single static step in inference (`T == 1`, no mask, not training),
-        as each token of `generate` is, calls the cell once instead.
-
         Returns `(outputs (B, T, H) in input time order, [final states])`.
         """
         rnn = self.rnns[index]
-        if inputs.shape[1] == 1 and mask is None and not training:
-            # One step of inference (a generation step): one cell call, no time loop.
-            cell = rnn.cell
-            state = initial_state or cell.get_initial_state(ops.shape(inputs)[0])
-            output, states = cell(inputs[:, 0], list(state), training=False)
-            return output[:, None], states
         if self.uses_fused(index, mask, training):
             return fused.run_fused(
                 rnn.cell, inputs, initial_state, reverse=rnn.go_backwards, training=training
@@ -305,6 +296,27 @@ class Recurrent(keras.layers.Layer):
         if mask is not None and self.time_major:
             mask = ops.transpose(mask, (1, 0))
         states = self._initial_states(initial_state, x.shape[0])
+        if x.shape[1] == 1 and mask is None and not training:
+            # One position of inference (a generation step): one cell call per
+            # sub-layer, no time loop.
+            batch = ops.shape(x)[0]
+            cell_states = [state or cell.get_initial_state(batch) for state, cell in zip(states, self.cells)]
+            x, finals = self.step(x[:, 0], cell_states)
+            x = x[:, None]  # (B, 1, D·H)
+        else:
+            x, finals = self._run_sequence(x, states, mask, training)
+        final_state = [
+            ops.stack([final[k] for final in finals], axis=0)  # (L·D, B, H)
+            for k in range(len(self.state_names))
+        ]
+        if self.stateful:
+            for variable, value in zip(self.state_variables, final_state):
+                variable.assign(ops.cast(value, variable.dtype))
+        outputs = self._batch_axis_first(x)
+        return outputs, self._structure_state(final_state)
+
+    def _run_sequence(self, x, states, mask, training):
+        """Every layer over the whole `(B, T, F)` sequence; `(outputs, finals)`."""
         finals = []
         for layer in range(self.num_layers):
             directions = []
@@ -316,15 +328,7 @@ class Recurrent(keras.layers.Layer):
             x = directions[0] if len(directions) == 1 else ops.concatenate(directions, axis=-1)
             if layer < self.num_layers - 1 and self.dropout > 0.0:
                 x = self.inter_layer_dropout(x, training=training)
-        final_state = [
-            ops.stack([final[k] for final in finals], axis=0)  # (L·D, B, H)
-            for k in range(len(self.state_names))
-        ]
-        if self.stateful:
-            for variable, value in zip(self.state_variables, final_state):
-                variable.assign(ops.cast(value, variable.dtype))
-        outputs = self._batch_axis_first(x)
-        return outputs, self._structure_state(final_state)
+        return x, finals
 
     def step(self, inputs, states):
         """One position of inference without a time axis: each sub-layer is

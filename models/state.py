@@ -10,19 +10,16 @@ family) transposed from `(L·D, B, H)` to `(B, L·D·H)`:
     state[:, offset : offset + H] = recurrent_k.state_j[layer·D + direction]
 
 so its width S is derived from the cells' `state_size`, whatever the cells
-are. All zeros is a fresh sequence. `run_language_model` runs the chain from
-a packed state and returns the next one; it is what the `step` and
-`generate` signatures call. A token-by-token loop unpacks the state once
-(`unpack_cell_states`: per sub-layer, the cells' own `(B, H)` states), runs
-`run_language_model_token` per token, and packs once.
+are. All zeros is a fresh sequence. Two granularities unpack it:
+`unpack_states` gives each `Recurrent` its `initial_state` (`(L·D, B, H)`
+tensors), `unpack_cell_states` gives each sub-layer its cell's own `(B, H)`
+states (what a token-by-token loop carries); `pack_states` and
+`pack_cell_states` are their inverses. `models/runner.py` runs a chain
+language model from a packed state.
 """
 
 from __future__ import annotations
 
-import contextlib
-
-import keras
-import tensorflow as tf
 from keras import ops
 
 from rnnserve.models.recurrent import Recurrent
@@ -148,93 +145,3 @@ def pack_cell_states(model, cell_states):
         for _, position, index, j in _cell_state_slots(model)
     ]
     return ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-
-
-def _embed(layer, tokens):
-    """A plain `Embedding` as one gather. Keras' `take` first maps negative
-    ids (three more graph ops per token); the signatures have checked that
-    every id is in [0, V). Quantized embeddings keep their own call."""
-    if type(layer) is keras.layers.Embedding and not layer.quantization_mode:
-        return ops.cast(tf.gather(layer.embeddings, tokens), layer.compute_dtype)
-    return layer(tokens)
-
-
-def read_weights(model):
-    """Every variable of `model` paired with its value read now: the
-    `weights` of `run_language_model_token`, made before a token loop."""
-    return [(variable, tf.convert_to_tensor(variable)) for variable in model.variables]
-
-
-def run_language_model_token(model, tokens, cell_states, weights=None):
-    """One position of a chain language model in inference, without a time
-    axis: `tokens (B,)` → `(logits (B, V) float32, new cell states)`.
-
-    Each `Recurrent` runs `Recurrent.step` (one cell call per sub-layer) on
-    the structure of `unpack_cell_states`, every other layer runs on
-    `(B, ·)`. Equal to `run_language_model` on `tokens[:, None]`.
-
-    A token loop (generation) calls this per token, and at B = 1 a token's
-    time is mostly per-op overhead (BENCHMARKS.md, "Generation"); so
-    `weights`, the model's variables paired with their values read before
-    the loop (`read_weights`; the pairs of `keras.StatelessScope`), lets the
-    loop body use those values instead of reading each variable again on
-    every iteration.
-    """
-    scope = keras.StatelessScope(weights) if weights is not None else contextlib.nullcontext()
-    x, position, finals = tokens, 0, []
-    with scope:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            if isinstance(layer, keras.layers.Embedding):
-                x = _embed(layer, x)
-            elif isinstance(layer, Recurrent):
-                x, final = layer.step(x, cell_states[position])
-                finals.append(final)
-                position += 1
-            else:
-                x = layer(x, training=False)
-    return ops.cast(x, "float32"), finals
-
-
-def run_language_model(model, tokens, state=None, training=False):
-    """Runs a chain language model from a packed state.
-
-    Args:
-        model: A chain model (see the module docstring).
-        tokens: `(B, T)` int token ids.
-        state: `(B, S)` float packed state; `None` means zeros.
-        training: Passed to every layer (dropout).
-
-    Returns:
-        `(logits (B, T, V), state (B, S))`, the state after the last token.
-        One position in inference (static T = 1, as a streaming `step` is;
-        no stateful layer) runs `run_language_model_token`.
-
-    Example:
-
-    >>> from rnnserve.models import build_language_model
-    >>> model = build_language_model(65, units=8)
-    >>> logits, state = run_language_model(model, np.zeros((2, 5), "int32"))
-    >>> tuple(logits.shape), tuple(state.shape)
-    ((2, 5, 65), (2, 16))
-    """
-    recurrents = recurrent_layers(model)
-    if tokens.shape[1] == 1 and not training and recurrents and not any(r.stateful for r in recurrents):
-        batch = ops.shape(tokens)[0]
-        if state is None:
-            state = ops.zeros((batch, state_size(model)), "float32")
-        logits, finals = run_language_model_token(model, tokens[:, 0], unpack_cell_states(model, state))
-        return logits[:, None], pack_cell_states(model, finals)
-    states = None if state is None else unpack_states(model, state)
-    x, finals = tokens, []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if isinstance(layer, Recurrent):
-            initial = None if states is None else states[len(finals)]
-            x, final = layer(x, initial_state=initial, training=training)
-            finals.append(final)
-        else:
-            x = layer(x, training=training)
-    return ops.cast(x, "float32"), pack_states(model, finals)

@@ -23,9 +23,9 @@ import dataclasses
 import importlib
 import os
 import sys
-import tempfile
 
 from rnnserve.errors import UserError
+from rnnserve.quiet_tensorflow import DEFAULT_LOG_LEVEL, import_tensorflow_quietly
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,38 +134,6 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-# What TensorFlow's C++ runtime logs to fd 2 while it loads, before any
-# Python-side setting (TF_CPP_MIN_LOG_LEVEL included) can silence it.
-_STARTUP_NOISE = (
-    "WARNING: All log messages before absl::InitializeLog()",
-    "I0000 ",
-    "To enable the following",
-)
-
-
-def import_tensorflow_quietly():
-    """Imports TensorFlow with its start-up info lines dropped from stderr.
-
-    Anything else it writes while loading (a real warning or error) is
-    passed through.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines():
-                if line.strip() and not line.startswith(_STARTUP_NOISE):
-                    print(line, file=sys.stderr)
-
-
 def _command_name(argv: list[str]) -> str | None:
     """The subcommand named in argv: its first word that is not an option."""
     return next((arg for arg in argv if not arg.startswith("-")), None)
@@ -186,14 +154,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    full = not COMMANDS[command].client
+    if full:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_LOG_LEVEL)
     try:
-        if not COMMANDS[command].client:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        args = build_parser(command).parse_args(
+            argv
+        )  # --help and usage errors answer before TensorFlow loads
+        # A command may set preload_tensorflow=False: it imports TensorFlow itself (after
+        # printing what it is doing) or never.
+        if full and getattr(args, "preload_tensorflow", True):
             try:
-                import_tensorflow_quietly()  # before argparse: its start-up noise must not reach the user
+                import_tensorflow_quietly()
             except ModuleNotFoundError as error:
                 raise MissingFullInstall(command, error.name or "tensorflow") from None
-        args = build_parser(command).parse_args(argv)
         status = args.func(args)
     except UserError as error:
         print(f"rnnserve {command}: error: {error}", file=sys.stderr)

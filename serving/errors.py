@@ -184,6 +184,9 @@ class ConfigError(Exception):
     Example:
 
     >>> raise ConfigError("--port must be in [0, 65535], got 70000.")
+    Traceback (most recent call last):
+    ...
+    rnnserve.serving.errors.ConfigError: --port must be in [0, 65535], got 70000.
     """
 
 

@@ -1,6 +1,6 @@
 """Keras callbacks of a training run: the time budget, state resets for
 sequential batching, and the per-epoch record (metrics.json, checkpoint,
-curves.png).
+curves.png). Ctrl-C has its own (training/interrupt.py).
 """
 
 from __future__ import annotations
@@ -58,21 +58,26 @@ class EpochRecorder(keras.callbacks.Callback):
 
     Rows hold the Keras logs (loss, val_loss, metrics), `tokens_per_second`
     of the training part of the epoch, `wall_time` since the run began, and
-    `partial` when the time budget cut the epoch short.
+    `partial` with `batches` when training stopped before the epoch's last
+    batch (the time budget, or Ctrl-C).
 
     Args:
         run: The `RunDirectory`.
         metrics: metrics.json content so far (rows of earlier epochs).
         tokens_per_batch: Target tokens in one batch (B·T, or B·M).
-        budget: The run's `TimeBudget`, to mark partial epochs.
+        steps_per_epoch: Training batches in a whole epoch.
         quality_key: The figure plotted beside the loss.
         wall_time_offset: Seconds the run had already spent before a resume.
     """
 
-    def __init__(self, run, metrics, tokens_per_batch, budget, quality_key, wall_time_offset=0.0):
+    def __init__(self, run, metrics, tokens_per_batch, steps_per_epoch, quality_key, wall_time_offset=0.0):
         super().__init__()
         self.run, self.metrics = run, metrics
-        self.tokens_per_batch, self.budget, self.quality_key = tokens_per_batch, budget, quality_key
+        self.tokens_per_batch, self.steps_per_epoch, self.quality_key = (
+            tokens_per_batch,
+            steps_per_epoch,
+            quality_key,
+        )
         self._run_start = time.monotonic() - wall_time_offset
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -92,8 +97,10 @@ class EpochRecorder(keras.callbacks.Callback):
             epoch=epoch + 1,
             tokens_per_second=self._batches * self.tokens_per_batch / max(seconds, 1e-9),
             wall_time=time.monotonic() - self._run_start,
-            partial=bool(self.budget.exhausted),
+            partial=self._batches < self.steps_per_epoch,
         )
+        if row["partial"]:
+            row["batches"] = self._batches
         self.metrics["epochs"].append(row)
         self.run.write_metrics(self.metrics)
         self.run.save_checkpoint(self.model, epoch + 1)

@@ -17,8 +17,7 @@ import os
 import tensorflow as tf
 
 from rnnserve.errors import UserError
-
-STRATEGIES = ("default", "mirrored", "multiworker")
+from rnnserve.training.config import STRATEGIES
 
 
 def get_strategy(name):

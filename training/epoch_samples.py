@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from rnnserve.models.state import state_size
 from rnnserve.training.export.language_model import LanguageModelSignatures
-from rnnserve.training.tasks.base import copy_trainable_weights
+from rnnserve.training.tasks.task import copy_trainable_weights
 
 
 class Sampler:
@@ -55,20 +55,20 @@ class Sampler:
 class SampleText(keras.callbacks.Callback):
     """Prints a sample after every epoch, from the task's stateless model."""
 
-    def __init__(self, task, args, data):
+    def __init__(self, task, config, data):
         super().__init__()
-        self.task, self.args, self.data = task, args, data
+        self.task, self.config, self.data = task, config, data
         self._stateless = self._sampler = None
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.args.verbose == 0:
+        if self.config.verbose == 0:
             return
         if self._sampler is None:
-            self._stateless = self.task.final_model(self.model, self.args, self.data)
-            self._sampler = Sampler(self._stateless, self.data.vocab, self.args.sample_length)
+            self._stateless = self.task.final_model(self.model, self.config, self.data)
+            self._sampler = Sampler(self._stateless, self.data.vocab, self.config.sample_length)
         elif self._stateless is not self.model:
             copy_trainable_weights(self._stateless, self.model)
         text = self._sampler(
-            self.args.prompt, self.args.sample_length, self.args.temperature, self.args.seed + epoch
+            self.config.prompt, self.config.sample_length, self.config.temperature, self.config.seed + epoch
         )
         print(f"\n--- sample after epoch {epoch + 1} ---\n{text}\n---", flush=True)

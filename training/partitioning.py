@@ -28,9 +28,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from rnnserve.training.config import BATCHING_SCHEMES as SCHEMES
 from rnnserve.training.corpus import CorpusError
-
-SCHEMES = ("random", "sequential")
 
 
 def epoch_rng(seed, epoch):

@@ -79,15 +79,36 @@ class RunDirectory:
         The vocabulary is written first and config.json last: a directory
         with a config.json is a complete description of its run.
         """
+        run = cls.check_new(path)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create the run directory {run.path}: {error.strerror}.") from error
+        if vocab is not None:
+            vocab.save(run.vocab_path)
+        run.write_config(config)
+        return run
+
+    @classmethod
+    def check_new(cls, path):
+        """The `RunDirectory` of `path` if a new run can be written there.
+
+        Raises:
+            UserError: `path` (or a folder above it) is a file, or it holds a run.
+        """
         run = cls(path)
+        existing = next((p for p in (run.path, *run.path.parents) if p.exists()), None)
+        if existing == run.path and not existing.is_dir():
+            raise UserError(
+                f"--out {run.path} is a file, not a directory; pass a directory for the run "
+                "(it is created if missing)."
+            )
+        if existing is not None and not existing.is_dir():
+            raise UserError(f"--out {run.path} cannot be created: {existing} is a file, not a directory.")
         if run.config_path.exists():
             raise UserError(
                 f"{run.path} already holds a run; pass --resume {run.path} to continue it or a new --out."
             )
-        run.path.mkdir(parents=True, exist_ok=True)
-        if vocab is not None:
-            vocab.save(run.vocab_path)
-        run.write_config(config)
         return run
 
     @classmethod

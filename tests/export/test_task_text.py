@@ -19,7 +19,7 @@ import numpy as np
 from rnnserve.models import build_classifier, build_seq2seq
 from rnnserve.training.export import export_run
 from rnnserve.training.tasks import classify, seq2seq
-from rnnserve.training.tasks.base import padded
+from rnnserve.training.tasks.examples import padded
 from rnnserve.training.vocab import Vocabulary
 from tests.export.artifacts import only_version, run_without_project, write_run
 

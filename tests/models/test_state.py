@@ -1,5 +1,6 @@
-"""The packed language-model state (`models/state.py`): its layout, running a
-chain model from it over a sequence, and one token at a time."""
+"""The packed language-model state (`models/state.py`): its layout, and
+running a chain model from it (`models/runner.py`) over a sequence and one
+token at a time."""
 
 import keras
 import numpy as np
@@ -13,7 +14,8 @@ from rnnserve.models import (
     state_layout,
     state_size,
 )
-from rnnserve.models.state import pack_cell_states, run_language_model_token, unpack_cell_states
+from rnnserve.models.runner import run_language_model_token
+from rnnserve.models.state import pack_cell_states, unpack_cell_states
 
 TOL = 1e-5
 
@@ -79,6 +81,44 @@ def test_token_by_token_equals_the_sequence(build, rng):
     got_logits, got_state = _token_by_token(model, tokens, state)
     np.testing.assert_allclose(got_logits, want_logits, atol=TOL)
     np.testing.assert_allclose(got_state, want_state, atol=TOL)
+
+
+@pytest.mark.parametrize("build", ["two recurrent layers", "lstm", "gru"])
+def test_one_position_per_call_equals_the_sequence(build, rng):
+    """`run_language_model` on T = 1 (the one-cell-call path of `Recurrent`),
+    carrying the packed state from call to call, gives the logits and state
+    of one call over the whole sequence (the time-loop path)."""
+    if build == "two recurrent layers":
+        model = _two_recurrent_chain()
+    else:
+        model = build_language_model(13, cell=build, units=6, num_layers=2, embedding_dim=5)
+    tokens = rng.integers(0, 13, size=(3, 6)).astype("int32")
+    state = rng.standard_normal((3, state_size(model))).astype("float32")
+    want_logits, want_state = run_language_model(model, tokens, state)
+    logits = []
+    for t in range(tokens.shape[1]):
+        step_logits, state = run_language_model(model, tokens[:, t : t + 1], state)  # (3, 1, V)
+        logits.append(step_logits[:, 0])
+    np.testing.assert_allclose(np.stack(logits, axis=1), want_logits, atol=TOL)
+    np.testing.assert_allclose(state, want_state, atol=TOL)
+
+
+def test_a_stateful_layer_fed_one_position_per_call_carries_its_state(rng):
+    """One position per call of a stateful `Recurrent` reads and writes its
+    stored state as a whole-sequence call does: equal to the stateless layer
+    over the sequence, and its stored state is that layer's final state."""
+    stateless = Recurrent("lstm", 5, num_layers=2)
+    stateful = Recurrent("lstm", 5, num_layers=2, stateful=True)
+    x = rng.standard_normal((2, 4, 3)).astype("float32")
+    want, (h_n, c_n) = stateless(x)
+    stateful(keras.ops.zeros((2, 1, 3)))
+    for mine, theirs in zip(stateful.trainable_weights, stateless.trainable_weights, strict=True):
+        mine.assign(theirs)
+    stateful.reset_state()
+    got = np.concatenate([stateful(x[:, t : t + 1])[0] for t in range(4)], axis=1)
+    np.testing.assert_allclose(got, want, atol=TOL)
+    np.testing.assert_allclose(stateful.state_variables[0].numpy(), h_n, atol=TOL)
+    np.testing.assert_allclose(stateful.state_variables[1].numpy(), c_n, atol=TOL)
 
 
 def test_unpack_then_pack_cell_states_is_the_identity(rng):

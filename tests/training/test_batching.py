@@ -162,7 +162,7 @@ def test_gradient_is_cut_between_sequential_batches(rng):
         loss = ce(y2, stateful(x2))
     ours = tape.gradient(loss, stateful.trainable_weights)
 
-    from rnnserve.models.state import run_language_model
+    from rnnserve.models.runner import run_language_model
 
     _, state = run_language_model(stateless, x1)
     with tf.GradientTape() as tape:

@@ -67,7 +67,7 @@ def sequential_run(tmp_path_factory):
 def test_run_directory_holds_config_vocab_metrics_model_checkpoints_logs_and_curves(sequential_run):
     out = sequential_run
     config = json.loads((out / "config.json").read_text())
-    assert config["task"] == "charlm" and config["args"]["batching"] == "sequential"
+    assert config["task"] == "charlm" and config["train_config"]["batching"] == "sequential"
     assert config["model"] == {
         "builder": "language_model", "vocab_size": len(Vocabulary.load(out / "vocab.json")), "cell": "lstm",
         "units": 32, "num_layers": 1, "embedding_dim": 64, "dropout": 0.0,

@@ -61,7 +61,7 @@ def test_seq2seq_reverses_most_strings_exactly(tmp_path):
     final, run = train("seq2seq", tmp_path, "--epochs", "4")
     assert final["exact_match"] >= 0.60
     assert final["baseline_exact_match"] < 0.05
-    from rnnserve.training.tasks.base import padded
+    from rnnserve.training.tasks.examples import padded
     from rnnserve.training.tasks.seq2seq import END, START, VOCAB
 
     source = padded([VOCAB.encode("12345678"), VOCAB.encode("9070")], 8)  # (2, 8) int32, 0-padded

@@ -9,7 +9,7 @@
 | `encode` | `text` (B,) → `tokens` (B,T), `lengths` (B,) |
 | `decode` | `tokens` (B,N) → `text` (B,) |
 
-Every signature runs the chain model through `models.state.run_language_model`
+Every signature runs the chain model through `models.runner.run_language_model`
 (so the state packing comes from the cells' `state_size`, and a faster
 `Recurrent` kernel is picked up automatically). `generate` consumes the
 prompt in one call, then samples inside a `tf.while_loop`:
@@ -34,12 +34,10 @@ import tensorflow as tf
 
 from rnnserve import contract
 from rnnserve.models.cells import cell_name
+from rnnserve.models.runner import read_weights, run_language_model, run_language_model_token
 from rnnserve.models.state import (
     pack_cell_states,
-    read_weights,
     recurrent_layers,
-    run_language_model,
-    run_language_model_token,
     state_layout,
     state_size,
     unpack_cell_states,

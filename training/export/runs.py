@@ -148,7 +148,7 @@ def _unfinished(run, task):
 def _stateless(model, config):
     """A checkpoint's model, rebuilt stateless from config.json when it keeps state in variables."""
     from rnnserve.models import BUILDERS, Recurrent
-    from rnnserve.training.tasks.base import copy_trainable_weights
+    from rnnserve.training.tasks.task import copy_trainable_weights
 
     if not any(isinstance(layer, Recurrent) and layer.stateful for layer in model.layers):
         return model

@@ -1,4 +1,5 @@
-"""The tasks `rnnserve train` knows, by name.
+"""The tasks `rnnserve train` knows, by name (their flags and defaults are
+in training/config.py, which loads without TensorFlow).
 
 | task | structure | data | quality figure |
 |---|---|---|---|
@@ -16,5 +17,8 @@ from rnnserve.training.tasks.condgen import CondGen
 from rnnserve.training.tasks.hello import Hello
 from rnnserve.training.tasks.regress import Regress
 from rnnserve.training.tasks.seq2seq import Seq2Seq
+from rnnserve.training.tasks.task import Task, TaskData
 
 TASKS = {task.name: task for task in (CharLM(), Hello(), Classify(), Seq2Seq(), Regress(), CondGen())}
+
+__all__ = ["TASKS", "Task", "TaskData"]

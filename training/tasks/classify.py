@@ -14,10 +14,12 @@ import numpy as np
 import tensorflow as tf
 
 from rnnserve import contract
+from rnnserve.training.config import ClassifyConfig
 from rnnserve.training.export import Endpoint, TaskExport, model_endpoint, register_task_exporter
 from rnnserve.training.export.text import VocabularyTables
 from rnnserve.training.export.vocab_files import read_vocabulary
-from rnnserve.training.tasks.base import Task, examples_data, padded
+from rnnserve.training.tasks.examples import examples_data, padded
+from rnnserve.training.tasks.task import Task
 from rnnserve.training.vocab import Vocabulary
 
 SYMBOLS = "abc"
@@ -69,33 +71,33 @@ register_task_exporter("classify", export_classify)
 
 
 class Classify(Task):
-    name = "classify"
-    help = "N→1: the most frequent of a, b, c in a padded sequence"
-    defaults = {"cell": "gru", "units": 32, "layers": 1, "epochs": 8, "batch_size": 64, "lr": 5e-3}
+    """N→1: the most frequent of a, b, c in a padded sequence (see the module docstring)."""
+
+    config_class = ClassifyConfig
     model_builder = "classifier"
 
-    def prepare(self, args):
+    def prepare(self, config):
         vocab = Vocabulary(tokens=("[UNK]", *SYMBOLS), level="char")
         data = examples_data(
-            *make_examples(NUM_EXAMPLES, np.random.default_rng(args.seed)), args, 1, vocab=vocab
+            *make_examples(NUM_EXAMPLES, np.random.default_rng(config.seed)), config, 1, vocab=vocab
         )
         majority = np.bincount(data.extras["train_y"]).argmax()
         data.extras["baseline"] = float(np.mean(data.extras["val_y"] == majority))
         return data
 
-    def model_kwargs(self, args, data):
+    def model_kwargs(self, config, data):
         return {
             "num_classes": len(SYMBOLS),
             "vocab_size": len(data.vocab),
-            "cell": args.cell,
-            "units": args.units,
-            "num_layers": args.layers,
+            "cell": config.cell,
+            "units": config.units,
+            "num_layers": config.layers,
         }
 
-    def evaluate(self, model, args, data):
+    def evaluate(self, model, config, data):
         predicted = np.argmax(model.predict(data.extras["val_x"], verbose=0), axis=-1)
         accuracy = float(np.mean(predicted == data.extras["val_y"]))
         baseline = data.extras["baseline"]
-        if args.verbose != 0:
+        if config.verbose != 0:
             print(f"Validation accuracy {accuracy:.1%} (majority-class baseline {baseline:.1%})", flush=True)
         return {"accuracy": accuracy, "baseline_accuracy": baseline}

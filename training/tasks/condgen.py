@@ -15,8 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from rnnserve.models import greedy_decode
+from rnnserve.training.config import CondGenConfig
 from rnnserve.training.export import register_task_exporter
-from rnnserve.training.tasks.base import Task, examples_data, greedy_decoding_export
+from rnnserve.training.tasks.examples import examples_data
+from rnnserve.training.tasks.greedy_export import greedy_decoding_export
+from rnnserve.training.tasks.task import Task
 from rnnserve.training.vocab import Vocabulary
 
 DIGITS = "0123456789"
@@ -52,38 +55,38 @@ register_task_exporter("condgen", export_condgen)
 
 
 class CondGen(Task):
-    name = "condgen"
-    help = "1→N: a (start, step) vector generates a digit progression"
-    defaults = {"cell": "lstm", "units": 64, "layers": 1, "epochs": 10, "batch_size": 64, "lr": 5e-3}
+    """1→N: a (start, step) vector generates a digit progression (see the module docstring)."""
+
+    config_class = CondGenConfig
     model_builder = "conditioned_generator"
 
-    def prepare(self, args):
+    def prepare(self, config):
         data = examples_data(
-            *make_examples(NUM_EXAMPLES, np.random.default_rng(args.seed)), args, LENGTH, vocab=VOCAB
+            *make_examples(NUM_EXAMPLES, np.random.default_rng(config.seed)), config, LENGTH, vocab=VOCAB
         )
         mode = np.array([np.bincount(column).argmax() for column in data.extras["train_y"].T])  # (LENGTH,)
         data.extras["baseline"] = float(np.mean(data.extras["val_y"] == mode))
         return data
 
-    def model_kwargs(self, args, data):
+    def model_kwargs(self, config, data):
         return {
             "condition_dim": CONDITION_DIM,
             "vocab_size": len(VOCAB),
-            "cell": args.cell,
-            "units": args.units,
-            "num_layers": args.layers,
+            "cell": config.cell,
+            "units": config.units,
+            "num_layers": config.layers,
         }
 
     def task_options(self):
         return {"start_id": VOCAB.id_of(START), "output_length": LENGTH}
 
-    def evaluate(self, model, args, data):
+    def evaluate(self, model, config, data):
         tokens = np.asarray(
             greedy_decode(model, data.extras["val_x"]["condition"], VOCAB.id_of(START), LENGTH)
         )
         accuracy = float(np.mean(tokens == data.extras["val_y"]))
         baseline = data.extras["baseline"]
-        if args.verbose != 0:
+        if config.verbose != 0:
             print(
                 f"Token accuracy {accuracy:.1%} (per-position mode baseline {baseline:.1%}); e.g. {VOCAB.decode(tokens[0])}",
                 flush=True,

@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rnnserve.training.tasks.base import Task, TaskData
+from rnnserve.training.config import HelloConfig
+from rnnserve.training.tasks.task import Task, TaskData
 from rnnserve.training.vocab import Vocabulary
 
 SOURCE, TARGET = "hello", "ohlol"
@@ -20,13 +21,13 @@ STEPS_PER_EPOCH = 20
 
 
 class Hello(Task):
-    name = "hello"
-    help = 'a toy: one-hot "hello" in, "ohlol" out'
-    defaults = {"cell": "rnn", "units": 8, "layers": 1, "epochs": 15, "batch_size": 1, "lr": 0.1}
+    """One-hot "hello" in, "ohlol" out (see the module docstring)."""
+
+    config_class = HelloConfig
     quality_key = "accuracy"
     model_builder = "regressor"
 
-    def prepare(self, args):
+    def prepare(self, config):
         vocab = Vocabulary.build(SOURCE + TARGET, level="char")
         x = keras.ops.one_hot(vocab.encode(SOURCE), len(vocab)).numpy()[None]  # (1, 5, V)
         y = vocab.encode(TARGET)[None]  # (1, 5)
@@ -34,31 +35,31 @@ class Hello(Task):
 
         def train(first_epoch, last_epoch):
             steps = (last_epoch - first_epoch) * STEPS_PER_EPOCH
-            return pair.repeat(steps * args.batch_size).batch(args.batch_size)
+            return pair.repeat(steps * config.batch_size).batch(config.batch_size)
 
         return TaskData(
             train=train,
             steps_per_epoch=STEPS_PER_EPOCH,
             validation=None,
-            tokens_per_batch=len(TARGET) * args.batch_size,
+            tokens_per_batch=len(TARGET) * config.batch_size,
             vocab=vocab,
             extras={"x": x, "y": y},
         )
 
-    def model_kwargs(self, args, data):
+    def model_kwargs(self, config, data):
         size = len(data.vocab)
         return {
             "input_dim": size,
             "output_dim": size,
-            "cell": args.cell,
-            "units": args.units,
-            "num_layers": args.layers,
+            "cell": config.cell,
+            "units": config.units,
+            "num_layers": config.layers,
         }
 
-    def evaluate(self, model, args, data):
+    def evaluate(self, model, config, data):
         predicted = np.argmax(model.predict(data.extras["x"], verbose=0), axis=-1)[0]  # (5,)
         text = data.vocab.decode(predicted)
         accuracy = float(np.mean(predicted == data.extras["y"][0]))
-        if args.verbose != 0:
+        if config.verbose != 0:
             print(f"{SOURCE} -> {text}  (target {TARGET}, accuracy {accuracy:.0%})", flush=True)
         return {"prediction": text, "sequence_accuracy": accuracy}

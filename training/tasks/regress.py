@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnserve.training.tasks.base import Task, examples_data, optimizer
+from rnnserve.training.config import RegressConfig
+from rnnserve.training.tasks.examples import examples_data
+from rnnserve.training.tasks.task import Task, optimizer
 
 LENGTH = 60
 NUM_SERIES = 3000
@@ -33,32 +35,32 @@ def make_series(count, rng):
 
 
 class Regress(Task):
-    name = "regress"
-    help = "N→N reals: forecast noisy seasonal series one step ahead (MSE)"
-    defaults = {"cell": "lstm", "units": 32, "layers": 1, "epochs": 10, "batch_size": 64, "lr": 5e-3}
+    """N→N reals: one-step-ahead forecasts of seasonal series (see the module docstring)."""
+
+    config_class = RegressConfig
     quality_key = "val_loss"
     model_builder = "regressor"
 
-    def prepare(self, args):
-        return examples_data(*make_series(NUM_SERIES, np.random.default_rng(args.seed)), args, LENGTH)
+    def prepare(self, config):
+        return examples_data(*make_series(NUM_SERIES, np.random.default_rng(config.seed)), config, LENGTH)
 
-    def model_kwargs(self, args, data):
+    def model_kwargs(self, config, data):
         return {
             "input_dim": 1,
             "output_dim": 1,
-            "cell": args.cell,
-            "units": args.units,
-            "num_layers": args.layers,
+            "cell": config.cell,
+            "units": config.units,
+            "num_layers": config.layers,
         }
 
-    def compile(self, model, args):
-        model.compile(optimizer=optimizer(args), loss="mse")
+    def compile(self, model, config):
+        model.compile(optimizer=optimizer(config), loss="mse")
 
-    def evaluate(self, model, args, data):
+    def evaluate(self, model, config, data):
         x, y = data.extras["val_x"], data.extras["val_y"]
         mse = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
         persistence = float(np.mean((x - y) ** 2))
-        if args.verbose != 0:
+        if config.verbose != 0:
             print(
                 f"Validation MSE {mse:.4f} (persistence {persistence:.4f}, noise floor {NOISE**2:.4f})",
                 flush=True,

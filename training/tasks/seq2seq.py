@@ -18,10 +18,13 @@ import tensorflow as tf
 
 from rnnserve import contract
 from rnnserve.models import greedy_decode
+from rnnserve.training.config import Seq2SeqConfig
 from rnnserve.training.export import Endpoint, TaskExport, register_task_exporter
 from rnnserve.training.export.text import VocabularyTables
 from rnnserve.training.export.vocab_files import read_vocabulary
-from rnnserve.training.tasks.base import Task, examples_data, greedy_decoding_export, optimizer, padded
+from rnnserve.training.tasks.examples import examples_data, padded
+from rnnserve.training.tasks.greedy_export import greedy_decoding_export
+from rnnserve.training.tasks.task import Task, optimizer
 from rnnserve.training.vocab import UNK_ID, Vocabulary
 
 DIGITS = "0123456789"
@@ -87,25 +90,25 @@ register_task_exporter("seq2seq", export_seq2seq)
 
 
 class Seq2Seq(Task):
-    name = "seq2seq"
-    help = "N→M: reverse digit strings with an encoder-decoder"
-    defaults = {"cell": "lstm", "units": 128, "layers": 1, "epochs": 6, "batch_size": 128, "lr": 1e-2}
+    """N→M: reverse digit strings with an encoder–decoder (see the module docstring)."""
+
+    config_class = Seq2SeqConfig
     quality_key = "val_loss"
     model_builder = "seq2seq"
 
-    def prepare(self, args):
-        inputs, targets, sources = make_examples(NUM_EXAMPLES, np.random.default_rng(args.seed))
-        data = examples_data(inputs, targets, args, MAX_LENGTH + 1, val_fraction=0.1, vocab=VOCAB)
+    def prepare(self, config):
+        inputs, targets, sources = make_examples(NUM_EXAMPLES, np.random.default_rng(config.seed))
+        data = examples_data(inputs, targets, config, MAX_LENGTH + 1, val_fraction=0.1, vocab=VOCAB)
         data.extras["val_strings"] = sources[len(data.extras["train_y"]) :]
         return data
 
-    def model_kwargs(self, args, data):
+    def model_kwargs(self, config, data):
         return {
             "source_vocab_size": len(VOCAB),
             "target_vocab_size": len(VOCAB),
-            "cell": args.cell,
-            "units": args.units,
-            "num_layers": args.layers,
+            "cell": config.cell,
+            "units": config.units,
+            "num_layers": config.layers,
         }
 
     def task_options(self):
@@ -115,13 +118,13 @@ class Seq2Seq(Task):
             "output_length": MAX_LENGTH + 1,
         }
 
-    def compile(self, model, args):
+    def compile(self, model, config):
         model.compile(
-            optimizer=optimizer(args),
+            optimizer=optimizer(config),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=UNK_ID),
         )
 
-    def evaluate(self, model, args, data):
+    def evaluate(self, model, config, data):
         options = self.task_options()
         tokens = greedy_decode(
             model, data.extras["val_x"]["source"], options["start_id"], options["output_length"]
@@ -130,7 +133,7 @@ class Seq2Seq(Task):
         strings = data.extras["val_strings"]
         exact = float(np.mean([out == s[::-1] for out, s in zip(outputs, strings)]))
         baseline = float(np.mean([s == s[::-1] for s in strings]))
-        if args.verbose != 0:
+        if config.verbose != 0:
             examples = ", ".join(f"{s}→{o}" for s, o in list(zip(strings, outputs))[:4])
             print(f"Exact match {exact:.1%} (copy baseline {baseline:.1%}); e.g. {examples}", flush=True)
         return {"exact_match": exact, "baseline_exact_match": baseline}
