@@ -88,9 +88,10 @@ def run_language_model(model, tokens, state=None, training=False):
 
     Example:
 
+    >>> from rnnserve.models import build_language_model
     >>> model = build_language_model(65, units=8)
     >>> logits, state = run_language_model(model, np.zeros((2, 5), "int32"))
-    >>> logits.shape, state.shape
+    >>> tuple(logits.shape), tuple(state.shape)
     ((2, 5, 65), (2, 16))
     """
     states = None if state is None else unpack_states(model, state)

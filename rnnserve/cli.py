@@ -19,13 +19,14 @@ Typical use::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import os
 import sys
 
 from rnnserve.errors import UserError
-from rnnserve.quiet_tensorflow import DEFAULT_LOG_LEVEL, import_tensorflow_quietly
+from rnnserve.quiet_tensorflow import DEFAULT_LOG_LEVEL, import_tensorflow_quietly, startup_noise_filtered
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if full:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_LOG_LEVEL)
     try:
-        args = build_parser(command).parse_args(
-            argv
-        )  # --help and usage errors answer before TensorFlow loads
+        # --help and usage errors answer before TensorFlow loads (where the parser needs none).
+        with startup_noise_filtered() if full else contextlib.nullcontext():
+            args = build_parser(command).parse_args(argv)
         # A command may set preload_tensorflow=False: it imports TensorFlow itself (after
         # printing what it is doing) or never.
         if full and getattr(args, "preload_tensorflow", True):

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -45,21 +46,34 @@ def _import_and_find_devices():
     tf.config.list_physical_devices("GPU")  # initializes CUDA (or finds it missing) now, captured
 
 
-def import_tensorflow_quietly():
-    """Imports TensorFlow, and initializes its devices, with the start-up
-    noise dropped from stderr (see the module docstring)."""
-    if "tensorflow" in sys.modules:
-        return
+@contextlib.contextmanager
+def startup_noise_filtered():
+    """Captures fd 2 for the block and passes on everything but the start-up noise.
+
+    For code that may import TensorFlow as a side effect (a command's argument
+    parser, say): what it writes to stderr reaches the user when the block
+    ends, without the lines of `NOISE`.
+    """
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            _import_and_find_devices()
+            yield
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
             for line in capture.read().decode("utf-8", "replace").splitlines():
                 if line.strip() and not NOISE.match(line):
                     print(line, file=sys.stderr)
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow, and initializes its devices, with the start-up
+    noise dropped from stderr (see the module docstring)."""
+    if "tensorflow" in sys.modules:
+        return
+    with startup_noise_filtered():
+        _import_and_find_devices()

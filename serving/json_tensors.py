@@ -79,7 +79,8 @@ def parse_json(body: bytes) -> dict:
 
     >>> parse_json(b'{"instances": [1]} x')
     Traceback (most recent call last):
-    ServingError: INVALID_ARGUMENT: JSON Parse error: The document root must not be followed by other values. at offset: 19
+    ...
+    rnnserve.serving.errors.ServingError: INVALID_ARGUMENT: JSON Parse error: The document root must not be followed by other values. at offset: 19
     """
     if not body:
         raise invalid("JSON Parse error: The document is empty")

@@ -21,7 +21,9 @@ wheel ships no Python module for them; only the fields used are declared.
 
 Example:
 
->>> server.add_generic_rpc_handlers((ProfilerHandler(),))
+```python
+server.add_generic_rpc_handlers((ProfilerHandler(),))
+```
 """
 
 from __future__ import annotations

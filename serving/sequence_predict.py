@@ -29,10 +29,12 @@ A sequence runs on the version it started on (pinned), whatever version
 
 Example:
 
->>> inputs = {"tokens": tokens_proto, "sequence_control_input": start_proto}   # no state
->>> servable, outputs = predict(store, manager, servable, spec, inputs)
->>> sorted(outputs)
-['logits', 'sequence_id']
+```python
+inputs = {"tokens": tokens_proto, "sequence_control_input": start_proto}   # no state
+servable, outputs = predict(store, manager, servable, spec, inputs)
+sorted(outputs)
+# ['logits', 'sequence_id']
+```
 """
 
 from __future__ import annotations

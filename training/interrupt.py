@@ -34,10 +34,12 @@ class InterruptRequest:
 
     Example:
 
-    >>> with InterruptRequest() as interrupt:
-    ...     model.fit(data, callbacks=[StopOnInterrupt(interrupt)])
-    >>> interrupt.requested
-    False
+    ```python
+    with InterruptRequest() as interrupt:
+        model.fit(data, callbacks=[StopOnInterrupt(interrupt)])
+    interrupt.requested
+    # False
+    ```
     """
 
     FIRST = b"\nCtrl-C: stopping after this batch; the epoch is validated and checkpointed (Ctrl-C again to quit at once).\n"

@@ -33,9 +33,9 @@ from sequence_requests import (
 from serving_savedmodels import write_char_lm
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from rnnserve.errors import UserError
 from rnnserve.serving.config import add_server_flags, options_from_flags
 from rnnserve.serving.config_protos import MonitoringConfig
+from rnnserve.serving.errors import ConfigError
 
 
 def test_the_sequence_flags_reach_the_server_options(exports):
@@ -51,7 +51,7 @@ def test_the_sequence_flags_reach_the_server_options(exports):
     assert (options.max_sequence_number, options.sequence_idle_timeout_seconds) == (7, 2.5)
     defaults = options_from_flags(parser.parse_args(flags[:2]))
     assert (defaults.max_sequence_number, defaults.sequence_idle_timeout_seconds) == (500, 300.0)
-    with pytest.raises(UserError, match="--max_sequence_number must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match="--max_sequence_number must be at least 1, got 0"):
         options_from_flags(parser.parse_args([*flags[:2], "--max_sequence_number=0"]))
 
 
