@@ -8,6 +8,7 @@ folder that holds a `models` package of its own.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,24 +19,18 @@ from tests.conftest import REPO_ROOT
 USER_PROJECT = os.path.join(REPO_ROOT, "tests", "fixtures", "user_project")
 
 
+# What a build must not see: setuptools would reuse a stale build/ of the checkout.
+NOT_SOURCES = shutil.ignore_patterns(
+    ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "runs", "exports", "demo"
+)
+
+
 def build_wheel(directory):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            directory,
-            REPO_ROOT,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    """A wheel built by pip from a copy of the checkout's sources; returns its path."""
+    source = os.path.join(directory, "source")
+    shutil.copytree(REPO_ROOT, source, ignore=NOT_SOURCES)
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "-w", directory, source], check=True, capture_output=True, timeout=300)
     (wheel,) = [name for name in os.listdir(directory) if name.endswith(".whl")]
     return os.path.join(directory, wheel)
 
