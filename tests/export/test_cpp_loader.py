@@ -88,7 +88,7 @@ def compile_command(output):
 
 
 def cache_root(config, tmp_path_factory):
-    if config.cache is not None:  # pytest's cache: .pytest_cache/d/ in the checkout
+    if getattr(config, "cache", None) is not None:  # pytest's cache: .pytest_cache/d/ in the checkout
         return config.cache.mkdir("savedmodel_run")
     return tmp_path_factory.getbasetemp().parent  # -p no:cacheprovider
 
