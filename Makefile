@@ -1,5 +1,8 @@
 # Two commands: `make demo` (the main job) and `make test` (the whole suite).
-# Both create .venv on first use; nothing outside the checkout is touched.
+# Both create .venv on first use; nothing outside the checkout is touched,
+# except by `make test-container`: podman's storage (/var/lib/containers, ~3 GB
+# of cached images) and, when missing, the podman, runc, slirp4netns and
+# debootstrap packages.
 # `make test-client` (CI runs it after `make test`) builds the client-only
 # install in $(CLIENT_VENV) and tests it against a server from .venv.
 PYTHON ?= python3
@@ -8,7 +11,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 CLIENT_VENV ?= .venv-client
 
-.PHONY: demo test test-client bench bench-quick lint clean
+.PHONY: demo test test-client test-container bench bench-quick lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +29,11 @@ demo: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -n 2 --durations=15
+
+# The embedded image built and served for real with podman: root only (it installs
+# podman, runc, slirp4netns, debootstrap with apt-get when missing); minutes cold.
+test-container: $(VENV)/.installed-dev
+	$(PY) -m pytest -n 0 -m container tests/container --durations=0
 
 # A fresh client-only venv (`pip install .`: no TensorFlow, no Keras), checked
 # and tested against `rnnserve serve` from .venv on free loopback ports.

@@ -206,7 +206,7 @@ def tf_error(error) -> ServingError:
 
 
 def load_error(error: Exception) -> ServingError:
-    """Why a version failed to load, as a ServingError (TensorFlow's code, or NOT_FOUND / DATA_LOSS / INTERNAL)."""
+    """Why a version failed to load, as a ServingError (TensorFlow's code, or NOT_FOUND / PERMISSION_DENIED / DATA_LOSS / INTERNAL)."""
     if isinstance(error, ServingError):
         return error
     if hasattr(error, "error_code"):  # tf.errors.OpError
@@ -214,6 +214,8 @@ def load_error(error: Exception) -> ServingError:
     message = truncate(str(error).strip().split("\n")[0] or type(error).__name__)
     if isinstance(error, FileNotFoundError):
         return ServingError("NOT_FOUND", message)
+    if isinstance(error, PermissionError):
+        return ServingError("PERMISSION_DENIED", message)
     if isinstance(error, OSError):
         return ServingError("DATA_LOSS", message)
     return ServingError("INTERNAL", message)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 
 import numpy as np
@@ -69,6 +70,34 @@ def _timeout_key(timeout_ms) -> int:
         return 0
     step = 10 ** max(len(str(timeout_ms)) - 2, 0)
     return timeout_ms // step * step
+
+
+def check_readable(path: str) -> None:
+    """Raises PermissionError naming the first file or directory of the version
+    `path` this process cannot read (TensorFlow would report a readable-looking
+    version as "SavedModel file does not exist").
+
+    Example:
+
+    ```python
+    check_readable("exports/charlm/1")
+    # PermissionError: cannot read exports/charlm/1: Permission denied  (a 0700 directory of another user)
+    ```
+    """
+
+    def denied(where):
+        raise PermissionError(f"cannot read {where}: Permission denied")
+
+    def on_error(error):  # a missing path is left to TensorFlow's own message
+        if isinstance(error, PermissionError):
+            denied(error.filename)
+
+    for directory, _, files in os.walk(path, onerror=on_error):
+        if not os.access(directory, os.R_OK | os.X_OK):
+            denied(directory)
+        for name in files:
+            if not os.access(os.path.join(directory, name), os.R_OK):
+                denied(os.path.join(directory, name))
 
 
 def _load_tf1(session, path: str, tags: list):
@@ -110,6 +139,7 @@ class Servable:
         self, name: str, version: int, path: str, session_config=None, tags=(tf.saved_model.SERVING,)
     ):
         self.name, self.version, self.path = name, version, path
+        check_readable(path)
         config = session_config if session_config is not None else config_pb2.ConfigProto()
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph, config=config)

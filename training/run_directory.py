@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import keras
 
 from rnnserve.errors import UserError
-from rnnserve.training.files import atomic_write_json, fsync_directory, read_json
+from rnnserve.training.files import atomic_write_json, create_temp_file, fsync_directory, read_json
 
 CHECKPOINT_RE = re.compile(r"^epoch-(\d{4,})\.keras$")
 KEEP_CHECKPOINTS = 2
@@ -28,7 +27,7 @@ def atomic_save_keras(model, path):
     """`model.save(path)` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
+    fd, tmp = create_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".keras")
     os.close(fd)
     try:
         model.save(tmp)

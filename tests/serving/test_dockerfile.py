@@ -64,7 +64,9 @@ def test_hadolint_is_clean():
 
 def test_stages_and_final_image_is_pinned_tf_serving_matching_tf():
     found, args = stages()
-    assert list(found) == ["build", "embedded", "tfserving"]  # tfserving last = the default target
+    assert list(found) == ["venv", "build", "embedded", "tfserving"]  # tfserving last = the default target
+    # The serving image is the venv stage plus an export: the venv is neither copied nor digested again.
+    assert found["build"][0] == found["embedded"][0] == ("FROM", "venv")
     image = args["TF_SERVING_IMAGE"]
     match = re.fullmatch(r"tensorflow/serving:(\d+)\.(\d+)\.(\d+)", image)
     assert match, image
@@ -80,7 +82,7 @@ def test_every_copy_source_exists_in_the_build_context():
         for keyword, rest in stage:
             if keyword != "COPY" or rest.startswith("--from"):
                 continue
-            sources = rest.split()[:-1]
+            sources = [word for word in rest.split()[:-1] if not word.startswith("--")]  # --chmod=...
             for source in sources:
                 source = re.sub(r"\$\{(\w+)\}", lambda m, d=defaults: d[m.group(1)], source)
                 assert os.path.exists(os.path.join(REPO_ROOT, source)), (name, source)
@@ -88,8 +90,12 @@ def test_every_copy_source_exists_in_the_build_context():
 
 def test_build_stage_trains_and_exports_where_the_serving_stages_copy_from():
     found, _ = stages()
+    # The server and training stack (the base install is the client only).
+    assert ("RUN", "pip install --no-cache-dir './[full]' && rm -rf /src") in found["venv"]
+    # Only what pip reads is copied before it: a new export keeps the install layer cached.
+    copied = [rest.split()[0] for keyword, rest in found["venv"] if keyword == "COPY"]
+    assert "." not in copied and "pyproject.toml" in copied
     build = " ".join(rest for _, rest in found["build"])
-    assert "pip install --no-cache-dir './[full]'" in build  # the server and training stack
     assert (
         'rnnserve train charlm --time-budget "${TIME_BUDGET}" --out /build/run --export-base "/build/export/${MODEL_NAME}"'
         in build
@@ -101,6 +107,8 @@ def test_build_stage_trains_and_exports_where_the_serving_stages_copy_from():
         assert ("EXPOSE", "8500 8501") in stage
         users = [rest for keyword, rest in stage if keyword == "USER"]
         assert users and users[-1].split(":")[0] not in ("0", "root")
+    # The image's user (10001) can read the export, whatever modes it was written with.
+    assert build.endswith("&& chmod -R a+rX /build/export"), build
 
 
 def test_config_files_parse_and_agree_with_the_image_layout():
@@ -119,7 +127,9 @@ def test_config_files_parse_and_agree_with_the_image_layout():
     found, _ = stages()
     for name in ("embedded", "tfserving"):
         copied = [rest for keyword, rest in found[name] if keyword == "COPY" and "/config/" in rest]
-        assert copied == ["docker/models.config docker/monitoring.config docker/batching.config /config/"]
+        assert copied == [
+            "--chmod=0644 docker/models.config docker/monitoring.config docker/batching.config /config/"
+        ]
     cmd = dict(found["tfserving"])["CMD"]
     assert (
         "--model_config_file=/config/models.config" in cmd

@@ -25,11 +25,10 @@ import fcntl
 import os
 import re
 import shutil
-import tempfile
 import time
 
 from rnnserve.errors import UserError
-from rnnserve.training.files import fsync_directory
+from rnnserve.training.files import create_temp_directory, fsync_directory
 
 TEMP_PREFIX = ".tmp-export-"
 # A temporary directory this old whose lock nobody holds was abandoned (the
@@ -102,7 +101,7 @@ def staging_directory(export_base):
     check_base(export_base)
     os.makedirs(export_base, exist_ok=True)
     remove_abandoned(export_base)
-    path = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=export_base)
+    path = create_temp_directory(export_base, prefix=TEMP_PREFIX)
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
