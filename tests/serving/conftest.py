@@ -27,6 +27,21 @@ from rnnserve.serving.config import PLATFORM, ServerOptions
 from rnnserve.serving.server import ModelServer
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def rnnserve(*args, timeout=180):
+    """`python -m rnnserve ARGS` as a user runs it; returns the CompletedProcess (stdout, stderr as text)."""
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", "rnnserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+
+
 LM = "charlm"
 CLS = "toyclassifier"
 

@@ -9,31 +9,17 @@ the contract's signature table, exit codes and signals.
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import LM, REPO_ROOT, ServerProcess
+from conftest import LM, ServerProcess, rnnserve
 from serving_savedmodels import STATE_SIZE, write_gate_model
 
 from rnnserve.cli import main
 from rnnserve.serving.client import PredictionClient
 from rnnserve.serving.errors import ServingError
-
-
-def rnnserve(*args, timeout=120):
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, "-m", "rnnserve", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO_ROOT,
-    )
 
 
 def greedy_text(direct, prompt: str, count: int) -> str:

@@ -14,13 +14,11 @@ import argparse
 import os
 import re
 import socket
-import subprocess
-import sys
 
 import grpc
 import numpy as np
 import pytest
-from conftest import HALF, REPO_ROOT, ServerProcess, free_port
+from conftest import HALF, REPO_ROOT, ServerProcess, free_port, rnnserve
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from rnnserve.serving.flags import FLAGS, NOT_APPLICABLE_SCOPES, add_server_flags
@@ -100,18 +98,6 @@ def test_the_last_occurrence_of_a_flag_wins_as_with_the_docker_entrypoint():
         ["--port=8500", "--model_name=model", "--port=9000", "--model_name=mine"]
     )
     assert (args.port, args.model_name) == (9000, "mine")
-
-
-def rnnserve(*args, timeout=180):
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, "-m", "rnnserve", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO_ROOT,
-    )
 
 
 def assert_one_line_error(result, text: str) -> None:
