@@ -73,9 +73,12 @@ def main(argv=None) -> int:
     parser.add_argument("--client-python", required=True, help="Python of the client-only environment.")
     parser.add_argument("pytest_args", nargs="*", help="Extra pytest arguments (e.g. -x, -k NAME).")
     args = parser.parse_args(argv)
+    # Absolute, not resolved: the checks and pytest run in other folders, and a
+    # venv's python is a symlink that must stay one (it finds the venv by its path).
+    args.client_python = os.path.abspath(args.client_python)
     check_client_install(args.client_python)
 
-    from rnnserve.cli import import_tensorflow_quietly
+    from rnnserve.quiet_tensorflow import import_tensorflow_quietly
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import_tensorflow_quietly()  # the export needs TensorFlow; its start-up lines are noise here
