@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if full:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_LOG_LEVEL)
     try:
+        if full and importlib.util.find_spec("tensorflow") is None:  # the client-only install
+            raise MissingFullInstall(command, "tensorflow")
         # --help and usage errors answer before TensorFlow loads (where the parser needs none).
         with startup_noise_filtered() if full else contextlib.nullcontext():
             args = build_parser(command).parse_args(argv)
