@@ -75,7 +75,7 @@ RUN = (
     "rnnserve.serving.version_source",
     "rnnserve.training.corpus",
     "rnnserve.training.export.keras_import",
-    "rnnserve.training.export.sampling",
+    "rnnserve.sampling",
     "rnnserve.training.export.warmup",
     "rnnserve.training.files",
     "rnnserve.training.metrics",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnnserve.training.export import sampling
+from rnnserve import sampling
 from rnnserve.training.vocab import UNK_ID
 
 ROWS = 20_000

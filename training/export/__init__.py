@@ -4,7 +4,6 @@
 |---|---|
 | `runs` | what to export for a run directory or a Keras file; the task-exporter hook |
 | `language_model` | the six language-model signatures |
-| `sampling` | greedy / temperature / top-k stateless sampling, in-graph |
 | `text` | the vocabulary in-graph (encode / decode) |
 | `checks` | in-graph input checks (INVALID_ARGUMENT naming the input) |
 | `keras_files` | a user's Keras file → a Keras 3 model (custom layers, clear errors) |

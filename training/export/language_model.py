@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rnnserve import contract
+from rnnserve import contract, sampling
 from rnnserve.models.cells import cell_name
 from rnnserve.models.runner import read_weights, run_language_model, run_language_model_token
 from rnnserve.models.state import (
@@ -42,7 +42,7 @@ from rnnserve.models.state import (
     state_size,
     unpack_cell_states,
 )
-from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT, sampling
+from rnnserve.training.export import DEFAULT_MAX_NEW_TOKENS_LIMIT
 from rnnserve.training.export.checks import (
     check_sampling,
     check_state,

@@ -1,8 +1,12 @@
 """Choosing the next token from logits, in-graph: greedy, temperature, top-k, seeded.
 
+This is the SavedModel contract's sampling rule (docs/savedmodel.md): the
+export's `generate` signatures and the server's streaming decoder both pick
+tokens with it, so a stream draws exactly what `generate` draws.
+
 For one position, with logits z (B, V):
 
-    z[:, UNK_ID] = -inf                        [UNK] is never generated
+    z[:, UNK] = -inf                           [UNK] (id 0) is never generated
     temperature == 0:  next = argmax z          greedy
     0 < top_k < V:     keep the top_k largest z, next ~ softmax(z_kept / temperature)
     otherwise:         next ~ softmax(z / temperature)
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rnnserve.training.vocab import UNK_ID
+from rnnserve import contract
 
 GREEDY, SAMPLE, SAMPLE_TOP_K = 0, 1, 2
 
@@ -45,7 +49,7 @@ def mode(temperature, top_k, vocab_size):
     return tf.where(temperature > 0.0, tf.where(truncates, SAMPLE_TOP_K, SAMPLE), GREEDY)
 
 
-def pickers(temperature, top_k, seed, count, vocab_size):
+def pickers(temperature, top_k, seed, count, vocab_size, masked_ids=(contract.UNK_TOKEN_ID,)):
     """The three pickers of one request, indexed by `mode`.
 
     Args:
@@ -54,12 +58,16 @@ def pickers(temperature, top_k, seed, count, vocab_size):
         seed: `()` int64, the request's seed.
         count: `()` int, how many positions will be picked (max_new_tokens).
         vocab_size: V.
+        masked_ids: token ids never picked (the vocabulary's `[UNK]`, and its
+            padding token when it has one).
 
     Returns:
         `[greedy, sample, sample_top_k]`, each `(logits (B, V) float32,
-        position () int) -> (B,) int32` token ids, never `UNK_ID`.
+        position () int) -> (B,) int32` token ids, never one of `masked_ids`.
     """
-    unk = tf.one_hot(UNK_ID, vocab_size, on_value=-float("inf"), off_value=0.0)  # (V,)
+    unk = tf.reduce_sum(
+        tf.one_hot(list(masked_ids), vocab_size, on_value=-float("inf"), off_value=0.0), axis=0
+    )  # (V,): -inf at every masked id
     inverse = 1.0 / tf.where(temperature > 0.0, temperature, 1.0)
     positions = tf.range(tf.cast(count, tf.int64), dtype=tf.int64)
     pairs = tf.stack([tf.fill(tf.shape(positions), seed), positions], axis=1)  # (N, 2)
