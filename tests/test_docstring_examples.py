@@ -71,6 +71,7 @@ RUN = (
     "rnnserve.serving.sequences",
     "rnnserve.serving.servable",
     "rnnserve.serving.session",
+    "rnnserve.serving.session_text",
     "rnnserve.serving.tensors",
     "rnnserve.serving.version_source",
     "rnnserve.training.corpus",
