@@ -28,7 +28,7 @@ import threading
 
 from rnnserve.serving.batching import Batcher
 from rnnserve.serving.errors import ServingError
-from rnnserve.serving.grpc_api import MODEL_SERVICE, PREDICTION_SERVICE, build_grpc_server
+from rnnserve.serving.grpc_api import GENERATION_SERVICE, MODEL_SERVICE, PREDICTION_SERVICE, build_grpc_server
 from rnnserve.serving.manager import ModelManager
 from rnnserve.serving.metrics import Metrics
 from rnnserve.serving.rest_api import build_rest_server
@@ -182,7 +182,7 @@ class ModelServer:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             host = self.options.host
-            services = f"({PREDICTION_SERVICE}, {MODEL_SERVICE}, grpc.health.v1.Health"
+            services = f"({PREDICTION_SERVICE}, {MODEL_SERVICE}, {GENERATION_SERVICE}, grpc.health.v1.Health"
             services += ", tensorflow.ProfilerService)" if self.options.enable_profiler else ")"
             tls = " with TLS" if self.options.ssl is not None else ""
             if self.grpc_port is not None:
