@@ -74,7 +74,6 @@ class ModelServer:
         self.sequences = SequenceStore(
             options.max_sequence_number, options.sequence_idle_timeout_seconds, self.metrics
         )
-        self.manager.keep_loaded = self.sequences.pinned  # a sequence's version stays loaded
         self.batcher = Batcher(options.batching, self.metrics) if options.batching is not None else None
         self.core = ServerCore(
             self.manager,
@@ -83,6 +82,10 @@ class ModelServer:
             max_tensor_bytes=options.max_request_bytes,
             method_name_check=options.method_name_check,
             sequences=self.sequences,
+        )
+        # A version a sequence or a stream runs on stays loaded.
+        self.manager.keep_loaded = lambda name, version: (
+            self.sequences.pinned(name, version) or self.core.decoder.pinned(name, version)
         )
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
