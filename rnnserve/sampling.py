@@ -88,3 +88,54 @@ def pickers(temperature, top_k, seed, count, vocab_size, masked_ids=(contract.UN
         return tf.gather(indices, draw(values, position), batch_dims=1)
 
     return [greedy, sample, sample_top_k]
+
+
+def pick_row(logits, temperature, top_k, seed, position, masked_ids=(contract.UNK_TOKEN_ID,)):
+    """`(1, V)` logits of one request at new-token number `position` -> `(1,)` int32.
+
+    Exactly the draw of `pickers(...)[mode(...)](logits, position)` for a
+    batch of one: the rule above, through the same two functions.
+    """
+    vocab_size = tf.shape(logits)[-1]
+    choices = pickers(temperature, top_k, seed, position + 1, vocab_size, masked_ids)
+    return tf.switch_case(
+        mode(temperature, top_k, vocab_size), [lambda pick=pick: pick(logits, position) for pick in choices]
+    )
+
+
+def pick_rows(logits, temperature, top_k, seed, position, masked_ids=(contract.UNK_TOKEN_ID,)):
+    """The next token of B independent requests, each with its own scalars.
+
+    Row b is drawn as `pick_row` draws it alone (a `(1, V)` batch), so a
+    request decoded in a shared batch gets the tokens it would get from
+    `generate` on its own.
+
+    Args:
+        logits: `(B, V)` float32, each row's logits of its last consumed token.
+        temperature: `(B,)` float32 ≥ 0.
+        top_k: `(B,)` int32 in [0, V].
+        seed: `(B,)` int64.
+        position: `(B,)` int32, each row's new-token number (0 = its first).
+        masked_ids: token ids never picked.
+
+    Returns:
+        `(B,)` int32 token ids.
+
+    Example:
+
+    >>> logits = tf.zeros((2, 65))  # (B, V)
+    >>> pick_rows(logits, tf.constant([0.0, 0.8]), tf.constant([0, 40]), tf.constant([7, 7], tf.int64),
+    ...           tf.constant([0, 3]))
+    <tf.Tensor: shape=(2,), dtype=int32, ...>
+    """
+
+    def one(row):
+        row_logits, row_temperature, row_top_k, row_seed, row_position = row
+        picked = pick_row(
+            row_logits[tf.newaxis], row_temperature, row_top_k, row_seed, row_position, masked_ids
+        )
+        return picked[0]
+
+    return tf.map_fn(
+        one, (logits, temperature, top_k, seed, position), fn_output_signature=tf.TensorSpec((), tf.int32)
+    )

@@ -14,6 +14,9 @@ Typical use (server on 127.0.0.1:8500)::
         outputs = client.predict("charlm", {"tokens": np.array([[5, 6, 7]], np.int32)})
         outputs["logits"].shape        # (1, 3, V)
         client.status("charlm")        # [VersionStatus(version=1, state='AVAILABLE', ...)]
+        if client.offers_streaming():  # the embedded server's rnnserve.GenerationService
+            for piece in client.generate_stream("charlm", prompt="the ", max_new_tokens=20):
+                print(piece.text, end="", flush=True)
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from google.protobuf import text_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rnnserve.serving import protos, tensors
-from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
+from rnnserve.serving.client_types import (
+    GenerationStream,
+    ModelMetadata,
+    Outputs,
+    StreamPiece,
+    generate_request,
+    statuses_from_response,
+    summary_from_response,
+)
 from rnnserve.serving.errors import ServingError
 from rnnserve.serving.protos import services
 
@@ -105,17 +116,22 @@ class PredictionClient:
         self._predictions = services.PredictionServiceStub(self._channel)
         self._models = services.ModelServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._generation = services.GenerationServiceStub(self._channel)
+        self._offers_streaming: bool | None = None
+
+    def _error(self, error: grpc.RpcError) -> ServingError:
+        details = error.details() or ""
+        if error.code() == grpc.StatusCode.UNAVAILABLE and any(sign in details for sign in _HTTP1_SIGNS):
+            return HttpPortError(
+                "UNAVAILABLE", f"{self.target} is an HTTP port, not gRPC; use RestClient or the gRPC port"
+            )
+        return ServingError(error.code().name, details)
 
     def _call(self, method, request):
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
-            details = error.details() or ""
-            if error.code() == grpc.StatusCode.UNAVAILABLE and any(sign in details for sign in _HTTP1_SIGNS):
-                raise HttpPortError(
-                    "UNAVAILABLE", f"{self.target} is an HTTP port, not gRPC; use RestClient or the gRPC port"
-                ) from None
-            raise ServingError(error.code().name, details) from None
+            raise self._error(error) from None
 
     def predict(
         self,
@@ -178,7 +194,84 @@ class PredictionClient:
         response = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service))
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
+    def offers_streaming(self) -> bool:
+        """Whether the server streams generations: its health service has `rnnserve.GenerationService`.
+
+        A real TF Serving answers False. Asked once per client; an
+        unreachable server raises ServingError (and is asked again next time).
+        """
+        if self._offers_streaming is None:
+            try:
+                self._offers_streaming = self.health(services.GENERATION_SERVICE) == "SERVING"
+            except ServingError as error:
+                if error.code not in ("NOT_FOUND", "UNIMPLEMENTED"):  # no such service / no health service
+                    raise
+                self._offers_streaming = False
+        return self._offers_streaming
+
+    def generate_stream(
+        self,
+        model: str,
+        *,
+        prompt: str | None = None,
+        tokens=None,
+        state=None,
+        max_new_tokens: int = 16,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        seed: int = 0,
+        stop=(),
+        sequence_id: int = 0,
+        sequence_control: int = 0,
+        version: int | None = None,
+        version_label: str | None = None,
+    ) -> GenerationStream:
+        """Streams a generation (rnnserve.GenerationService/Generate): pieces of text as they are sampled.
+
+        Args:
+            model: model name (a language model export).
+            prompt / tokens: the prompt as text, or as token ids (exactly one).
+            state: (S,) float32 state to continue from (client-held); None = zeros.
+            max_new_tokens: tokens to sample (1 up to the model's limit; default 16).
+            temperature: 0 = greedy (default 1.0); top_k: 0 = no truncation.
+            seed: token i is drawn with (seed, i), as the `generate` signature does.
+            stop: strings that end the generation (not sent themselves).
+            sequence_id / sequence_control: a server-side sequence and its
+                control (`rnnserve.contract.SEQUENCE_*`).
+            version / version_label: pin a version (default: the latest).
+
+        Returns:
+            A `GenerationStream`; the whole stream has the client's `timeout` as its deadline.
+        """
+        request = generate_request(
+            prompt=prompt,
+            tokens=tokens,
+            state=state,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+            stop=stop,
+            sequence_id=sequence_id,
+            sequence_control=sequence_control,
+        )
+        model_spec_fields(request.model_spec, model, None, version, version_label)
+        call = self._generation.Generate(request, timeout=self.timeout)
+
+        def messages():
+            try:
+                for response in call:
+                    if response.done:
+                        yield summary_from_response(response, model)
+                        return
+                    yield StreamPiece(response.text, list(response.token_ids))
+            except grpc.RpcError as error:
+                raise self._error(error) from None
+
+        return GenerationStream(messages(), call.cancel)
+
     def close(self) -> None:
+        """Closes the channel (streams still open are cancelled)."""
         self._channel.close()
 
     def __enter__(self) -> PredictionClient:

@@ -1,12 +1,15 @@
-"""The gRPC front end: `tensorflow.serving.PredictionService`, `ModelService`, health.
+"""The gRPC front end: `tensorflow.serving.PredictionService`, `ModelService`, health, streaming.
 
 The servicers unpack requests, call `ServerCore` and turn every
 `ServingError` into the call's status code and message, as TF Serving's
 `prediction_service_impl.cc` / `model_service_impl.cc` do. A client
-deadline becomes the TensorFlow run timeout. `grpc.health.v1.Health`
-reports SERVING for "", `PredictionService`, `ModelService` (TF Serving's
-names) and `tensorflow.serving.PredictionService` / `ModelService` while
-the server runs, NOT_SERVING once it shuts down. With `--enable_profiler`,
+deadline becomes the TensorFlow run timeout. `rnnserve.GenerationService`
+(ours: generation.proto) streams a generation's pieces; a client that
+cancels, or whose deadline passes, cancels the generation on the server.
+`grpc.health.v1.Health` reports SERVING for "", `PredictionService`,
+`ModelService` (TF Serving's names), `tensorflow.serving.PredictionService`
+/ `ModelService` and `rnnserve.GenerationService` while the server runs
+(that is how a client learns it can stream), NOT_SERVING once it shuts down. With `--enable_profiler`,
 `tensorflow.ProfilerService` answers on the same ports (`serving.profiler`).
 
 Example:
@@ -30,23 +33,40 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from rnnserve.serving import tensors
+from rnnserve.serving import streaming, tensors
 from rnnserve.serving.errors import ServingError, truncate
 from rnnserve.serving.profiler import ProfilerHandler
+from rnnserve.serving.protos import services
 from rnnserve.serving.servable_inference import fill_model_spec
 
 log = logging.getLogger("rnnserve.serving")
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
+GENERATION_SERVICE = services.GENERATION_SERVICE  # "rnnserve.GenerationService"
 # What grpc.health.v1.Health answers SERVING for: "" (the server), TF Serving's
 # short names (--enable_grpc_healthcheck_service) and the full service names.
-HEALTH_NAMES = ("", "PredictionService", "ModelService", PREDICTION_SERVICE, MODEL_SERVICE)
+HEALTH_NAMES = (
+    "",
+    "PredictionService",
+    "ModelService",
+    PREDICTION_SERVICE,
+    MODEL_SERVICE,
+    GENERATION_SERVICE,
+)
 
 
 def _timeout_ms(context) -> int:
     remaining = context.time_remaining()
     return 0 if remaining is None else max(1, int(remaining * 1000))
+
+
+def _abort(context, error: Exception, method_name: str):
+    """Ends the call with a ServingError's status, or INTERNAL for a bug (logged)."""
+    if isinstance(error, ServingError):
+        context.abort(error.grpc_code, truncate(error.message))
+    log.exception("%s failed", method_name)
+    context.abort(grpc.StatusCode.INTERNAL, truncate(f"Internal error: {error}"))
 
 
 def _guarded(method):
@@ -55,11 +75,8 @@ def _guarded(method):
     def wrapper(self, request, context):
         try:
             return method(self, request, context)
-        except ServingError as error:
-            context.abort(error.grpc_code, truncate(error.message))
-        except Exception as error:  # a bug: report it, keep serving
-            log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, truncate(f"Internal error: {error}"))
+        except Exception as error:
+            _abort(context, error, method.__name__)
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
@@ -129,6 +146,36 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return self.core.reload(request)
 
 
+class GenerationServicer(services.GenerationServiceServicer):
+    """rnnserve.GenerationService over a ServerCore: one response per piece, then the totals.
+
+    Errors before the first piece and during the stream end the call with
+    the ServingError's status. The call's end for any other reason (the
+    client cancels, its deadline passes, the server stops) cancels the
+    generation, which stops before its next decode step.
+    """
+
+    def __init__(self, core):
+        self.core = core
+
+    def Generate(self, request, context):
+        try:
+            stream = self.core.generate_stream(
+                streaming.model_spec(request), streaming.stream_params(request), entrypoint="GRPC"
+            )
+        except Exception as error:
+            _abort(context, error, "Generate")
+        if not context.add_callback(stream.cancel):  # the call has already ended
+            stream.cancel()
+        with stream:
+            try:
+                for piece in stream:
+                    yield streaming.piece_response(piece)
+            except Exception as error:
+                _abort(context, error, "Generate")
+            yield streaming.end_response(stream.end)
+
+
 def server_credentials(ssl_config) -> grpc.ServerCredentials:
     """gRPC server credentials from an SSLConfig (PEM contents inline, as TF Serving reads them)."""
     return grpc.ssl_server_credentials(
@@ -178,6 +225,7 @@ def build_grpc_server(core, options):
         PredictionServicer(core, tensor_content=options.tensor_content), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    services.add_GenerationServiceServicer_to_server(GenerationServicer(core), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if options.enable_profiler:

@@ -14,15 +14,23 @@ records, under the same names and labels:
 | `:tensorflow:serving:model_warmup_latency`     | histogram | model_path, status                  |
 | `:tensorflow:serving:batching_session:processed_batch_size` | histogram | thread_pool_name    |
 | `:rnnserve:serving:live_sequences` (ours)      | gauge     | model_name                          |
+| `:rnnserve:generated_tokens_total` (ours)      | counter   | model_name                          |
+| `:rnnserve:streams_total` (ours)               | counter   | model_name, finish_reason           |
+| `:rnnserve:active_streams` (ours)              | gauge     | model_name                          |
+| `:rnnserve:decode_batch_size` (ours)           | histogram | (none)                              |
 
 Latencies are microseconds; histogram buckets are TF Serving's
 (exponential, scale 10, power 1.8, 33 buckets). `live_sequences` counts
 the server-side sequences (`serving.sequences`) each model holds; TF
-Serving has no such thing. The values live in
+Serving has no such thing. The decoder's metrics (`serving.decoding`)
+count every token it samples (streams and batched one-token `generate`
+calls), finished streams by how they ended, the streams running now, and
+the rows of each shared decode step. The values live in
 prometheus-client metrics; the page is prometheus-client's text exposition,
 except that counters are declared `untyped` so that their samples keep TF
 Serving's names (prometheus-client would rename them `..._total`), and the
-OpenMetrics `_created` samples are left out.
+OpenMetrics `_created` samples are left out. Our own counters (`:rnnserve:`)
+keep Prometheus's usual `_total` names and `counter` type.
 
 Example:
 
@@ -39,13 +47,15 @@ from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = tuple(10 * 1.8**i for i in range(32)) + (float("inf"),)
 BATCH_BUCKETS = tuple(2.0**i for i in range(15)) + (float("inf"),)
+OURS = ":rnnserve:"  # the prefix of the metrics TF Serving does not have
 
 
 class _TFServingNames:
     """Collects an inner registry with TF Serving's sample names.
 
-    Counters become `untyped` families whose samples drop the `_total`
-    suffix; the OpenMetrics-only `_created` samples are left out.
+    TF Serving's counters become `untyped` families whose samples drop the
+    `_total` suffix (ours, `:rnnserve:...`, stay counters); the
+    OpenMetrics-only `_created` samples are left out.
     """
 
     def __init__(self, inner: CollectorRegistry):
@@ -53,7 +63,7 @@ class _TFServingNames:
 
     def collect(self):
         for family in self._inner.collect():
-            counter = family.type == "counter"
+            counter = family.type == "counter" and not family.name.startswith(OURS)
             metric = Metric(family.name, family.documentation, "unknown" if counter else family.type)
             for sample in family.samples:
                 if sample.name.endswith("_created"):
@@ -115,6 +125,24 @@ class Metrics:
             ":rnnserve:serving:live_sequences",
             "The number of live server-side sequences.",
             ["model_name"],
+            registry=self._values,
+        )
+        self.generated_tokens = counter(
+            ":rnnserve:generated_tokens", "Tokens sampled by the decoder.", ["model_name"]
+        )
+        self.streams = counter(
+            ":rnnserve:streams", "Finished streaming generations.", ["model_name", "finish_reason"]
+        )
+        self.active_streams = Gauge(
+            ":rnnserve:active_streams",
+            "Streaming generations running now.",
+            ["model_name"],
+            registry=self._values,
+        )
+        self.decode_batch_size = Histogram(
+            ":rnnserve:decode_batch_size",
+            "Rows of each batched decode step.",
+            buckets=BATCH_BUCKETS,
             registry=self._values,
         )
 

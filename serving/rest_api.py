@@ -6,6 +6,7 @@
 | GET    | `/v1/models/NAME[/versions/N \\| /labels/L]/metadata`     | `{"model_spec", "metadata": {"signature_def"}}` |
 | POST   | `/v1/models/NAME[/versions/N \\| /labels/L]:predict`      | row or columnar predict (see `serving.json_tensors`) |
 | POST   | `...:classify`, `...:regress`                            | `{"results": ...}` (see `serving.json_examples`) |
+| POST   | `...:generate_stream`                                    | Server-Sent Events, one per piece of a generation (ours; see `serving.streaming`) |
 | GET    | the Prometheus path of `--monitoring_config_file`        | metrics text |
 
 Paths match case-insensitively like TF Serving's regular expressions.
@@ -40,7 +41,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from rnnserve.serving import json_examples, json_tensors, sequence_predict, tensors
+from rnnserve.serving import json_examples, json_tensors, sequence_predict, streaming, tensors
 from rnnserve.serving.errors import ServingError, truncate
 from rnnserve.serving.rest_server import RestServer
 
@@ -49,6 +50,7 @@ log = logging.getLogger("rnnserve.serving")
 API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)  # kHTTPRestApiHandlerPathRegex
 _SPEC = r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?"
 PREDICTION_PATH = re.compile(_SPEC + r":(classify|regress|predict)", re.IGNORECASE)
+GENERATE_STREAM_PATH = re.compile(_SPEC + r":generate_stream", re.IGNORECASE)
 STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?", re.IGNORECASE
 )
@@ -74,6 +76,14 @@ def _status_json(message) -> str:
     return json_format.MessageToJson(message, indent=1, always_print_fields_with_no_presence=True)
 
 
+def _error_answer(error: Exception, method: str, path: str) -> tuple[int, str]:
+    """(HTTP status, `{"error": ...}`) of a ServingError, or 500 for a bug (logged; the server keeps serving)."""
+    if isinstance(error, ServingError):
+        return error.http_status, json_tensors.error_to_json(truncate(error.message))
+    log.exception("REST %s %s failed", method, path)
+    return 500, json_tensors.error_to_json(truncate(f"Internal error: {error}"))
+
+
 class RestApi:
     """Turns (method, path, body) into (HTTP status, JSON text) over a ServerCore."""
 
@@ -82,13 +92,27 @@ class RestApi:
         self.timeout_ms = timeout_ms
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        """(HTTP status, JSON text) of one request; every failure is an `{"error": ...}` answer."""
         try:
             return 200, self._dispatch(method, path, body)
-        except ServingError as error:
-            return error.http_status, json_tensors.error_to_json(truncate(error.message))
-        except Exception as error:  # a bug: report it, keep serving
-            log.exception("REST %s %s failed", method, path)
-            return 500, json_tensors.error_to_json(truncate(f"Internal error: {error}"))
+        except Exception as error:
+            return _error_answer(error, method, path)
+
+    def generate_stream(self, path: str, body: bytes):
+        """POST ...:generate_stream: (200, events) with an iterator of SSE bytes, or (status, JSON error).
+
+        `path` must match GENERATE_STREAM_PATH. Closing the events' iterator
+        cancels the generation.
+        """
+        try:
+            spec = _model_spec(*GENERATE_STREAM_PATH.fullmatch(path).groups())
+            request = streaming.request_from_json(body, spec)
+            stream = self.core.generate_stream(
+                streaming.model_spec(request), streaming.stream_params(request), entrypoint="REST"
+            )
+        except Exception as error:
+            return _error_answer(error, "POST", path)
+        return 200, streaming.sse_events(stream)
 
     def _dispatch(self, method: str, path: str, body: bytes) -> str:
         if method == "POST":
@@ -182,7 +206,8 @@ def build_rest_server(core, options, metrics) -> RestServer:
     """A bound REST server (call serve_forever() on a thread to start it).
 
     It answers the REST API's paths with `RestApi`, and the Prometheus page
-    on `options.prometheus_path` when monitoring is on.
+    on `options.prometheus_path` when monitoring is on. A `:generate_stream`
+    answer's body is an iterator of events, which the server sends as they come.
     """
     api = RestApi(core, options.rest_api_timeout_in_ms)
     metrics_path = options.prometheus_path
@@ -192,8 +217,13 @@ def build_rest_server(core, options, metrics) -> RestServer:
             return 200, "text/plain; version=0.0.4", metrics.page()
         if not API_PATH.fullmatch(path):  # TF Serving: libevent's 404 page; here JSON
             return 404, "application/json", json_tensors.error_to_json(f"Not Found: {path}").encode()
-        status, text = api.handle(method, path, body)
-        return status, "application/json", text.encode("utf-8")
+        if method == "POST" and GENERATE_STREAM_PATH.fullmatch(path):
+            status, answer = api.generate_stream(path, body)
+            if status == 200:
+                return status, streaming.EVENT_STREAM, answer
+        else:
+            status, answer = api.handle(method, path, body)
+        return status, "application/json", answer.encode("utf-8")
 
     return RestServer(
         (options.host, options.rest_api_port),

@@ -12,10 +12,16 @@ Differences a caller may notice: TF Serving's REST API has no output filter
 (it is applied here, after the reply) and no config reload (calling
 `reload_config` raises UNIMPLEMENTED).
 
+`generate_stream` reads the embedded server's `:generate_stream` route
+(Server-Sent Events, parsed here over `http.client`); `offers_streaming()`
+says whether the server has it.
+
 Typical use (server with REST on 127.0.0.1:8501)::
 
     client = RestClient("http://127.0.0.1:8501", timeout=10)
     client.predict("charlm", {"tokens": np.array([[5, 6, 7]], np.int32)})["logits"]
+    for piece in client.generate_stream("charlm", prompt="the ", max_new_tokens=20):
+        print(piece.text, end="", flush=True)
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,8 +38,16 @@ import numpy as np
 from google.protobuf import json_format
 
 from rnnserve.serving import protos
-from rnnserve.serving.client_types import ModelMetadata, Outputs, statuses_from_response
-from rnnserve.serving.errors import HTTP_STATUS, ServingError
+from rnnserve.serving.client_types import (
+    GenerationStream,
+    ModelMetadata,
+    Outputs,
+    StreamPiece,
+    generate_request,
+    statuses_from_response,
+    summary_from_response,
+)
+from rnnserve.serving.errors import CODE_NUMBERS, HTTP_STATUS, ServingError
 from rnnserve.serving.json_tensors import json_to_array
 
 # HTTP status -> the canonical code a REST client reports (first code with that status).
@@ -41,8 +56,43 @@ for _code, _status in HTTP_STATUS.items():
     CODE_FOR_HTTP.setdefault(_status, _code)
 
 
+# A model name no server has: offers_streaming() asks for it (see there).
+_PROBE_MODEL = "rnnserve-streaming-probe"
+
+
 class NotHttpError(ServingError):
     """The target does not answer HTTP/1.x, e.g. it is a gRPC port (use `PredictionClient` or the REST port)."""
+
+
+def _error_message(text: str, reason: str) -> str:
+    """The `error` of a JSON error body, else the body (or the HTTP reason)."""
+    try:
+        return json.loads(text)["error"]
+    except (ValueError, KeyError, TypeError):
+        return text or reason
+
+
+def server_sent_events(lines):
+    """(event, data) of each Server-Sent Event in `lines` (bytes lines of a text/event-stream body).
+
+    The event is "message" unless named; several `data:` lines join with
+    newlines; `:` comments and other fields are skipped (the HTML standard's
+    event-stream interpretation).
+    """
+    event, data = "", []
+    for raw in lines:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield event or "message", "\n".join(data)
+            event, data = "", []
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
 
 
 def _json_value(array: np.ndarray):
@@ -80,6 +130,7 @@ class RestClient:
             base_url = "http://" + base_url
         self.base_url, self.timeout = base_url.rstrip("/"), timeout
         self._metadata: dict = {}
+        self._offers_streaming: bool | None = None
 
     def _path(self, model: str, version=None, version_label=None) -> str:
         if version is not None and version_label is not None:
@@ -103,11 +154,7 @@ class RestClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 return json.loads(reply.read())
         except urllib.error.HTTPError as error:
-            text = error.read().decode("utf-8", errors="replace")
-            try:
-                message = json.loads(text)["error"]
-            except (ValueError, KeyError, TypeError):
-                message = text or error.reason
+            message = _error_message(error.read().decode("utf-8", errors="replace"), error.reason)
             raise ServingError(CODE_FOR_HTTP.get(error.code, "UNKNOWN"), message) from None
         except http.client.HTTPException:
             raise NotHttpError(
@@ -178,7 +225,123 @@ class RestClient:
             "UNIMPLEMENTED", "TF Serving's REST API has no config reload; use the gRPC client."
         )
 
+    def _open_stream(self, path: str, body: bytes):
+        """POSTs `body` to `path`; returns (status, content type, the response, its socket)."""
+        url = urllib.parse.urlsplit(self.base_url)
+        connection_class = (
+            http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(url.hostname, url.port, timeout=self.timeout)
+        try:
+            connection.request(
+                "POST",
+                path,
+                body=body,
+                headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+            )
+            sock = connection.sock
+            response = connection.getresponse()
+        except http.client.HTTPException:
+            connection.close()
+            raise NotHttpError(
+                "UNAVAILABLE", f"{self.base_url} does not answer HTTP/1.1 (a gRPC port?); use the REST port"
+            ) from None
+        except OSError as error:
+            connection.close()
+            raise ServingError("UNAVAILABLE", f"cannot reach {self.base_url}: {error}") from None
+        return response.status, response.getheader("Content-Type", ""), response, sock
+
+    def offers_streaming(self) -> bool:
+        """Whether the server has the `:generate_stream` route (the embedded server does; TF Serving does not).
+
+        Asks once per client, for a model no server has: the route answers
+        NOT_FOUND "Servable not found ...", while a server without it
+        answers "Malformed request" (400). An unreachable server raises
+        ServingError (and is asked again next time).
+        """
+        if self._offers_streaming is None:
+            body = json.dumps({"tokens": [1], "max_new_tokens": 1}).encode()
+            status, _, response, _ = self._open_stream(self._path(_PROBE_MODEL) + ":generate_stream", body)
+            with response:
+                text = response.read().decode("utf-8", errors="replace")
+            message = _error_message(text, response.reason)
+            self._offers_streaming = status == 404 and message.startswith("Servable not found")
+        return self._offers_streaming
+
+    def generate_stream(
+        self,
+        model: str,
+        *,
+        prompt: str | None = None,
+        tokens=None,
+        state=None,
+        max_new_tokens: int = 16,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        seed: int = 0,
+        stop=(),
+        sequence_id: int = 0,
+        sequence_control: int = 0,
+        version: int | None = None,
+        version_label: str | None = None,
+    ) -> GenerationStream:
+        """POST ...:generate_stream and read its events; same arguments and result as PredictionClient's.
+
+        `timeout` bounds the connection and each wait for the next event.
+        """
+        request = generate_request(
+            prompt=prompt,
+            tokens=tokens,
+            state=state,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+            stop=stop,
+            sequence_id=sequence_id,
+            sequence_control=sequence_control,
+        )
+        body = json.dumps(json_format.MessageToDict(request, preserving_proto_field_name=True)).encode()
+        path = self._path(model, version, version_label) + ":generate_stream"
+        status, content_type, response, sock = self._open_stream(path, body)
+        if status != 200 or not content_type.startswith("text/event-stream"):
+            with response:
+                message = _error_message(response.read().decode("utf-8", errors="replace"), response.reason)
+            raise ServingError(CODE_FOR_HTTP.get(status, "UNKNOWN"), message)
+
+        def messages():
+            with response:
+                try:
+                    for event, data in server_sent_events(response):
+                        doc = json.loads(data)
+                        if event == "error":
+                            code = doc.get("code") if doc.get("code") in CODE_NUMBERS else "UNKNOWN"
+                            raise ServingError(code, doc.get("error", data))
+                        if event == "done":
+                            final = json_format.ParseDict(
+                                doc,
+                                protos.GenerateResponse(),
+                                ignore_unknown_fields=True,
+                                descriptor_pool=protos.POOL,
+                            )
+                            yield summary_from_response(final, model)
+                            return
+                        yield StreamPiece(doc["text"], list(doc["token_ids"]))
+                except (OSError, http.client.HTTPException, ValueError) as error:
+                    raise ServingError(
+                        "UNAVAILABLE", f"the stream from {self.base_url} broke: {error}"
+                    ) from None
+
+        def cancel():
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # unblocks a read on another thread; the server sees EOF
+            except OSError:
+                pass
+
+        return GenerationStream(messages(), cancel)
+
     def close(self) -> None:
+        """Forgets the cached metadata (each request has its own connection)."""
         self._metadata.clear()
 
     def __enter__(self) -> RestClient:

@@ -3,6 +3,11 @@
 `RestServer` accepts connections and serves each on a pool of
 `num_threads` workers; `app(method, path, body)` turns one request into
 `(HTTP status, Content-Type, body bytes)` (`serving.rest_api` builds it).
+A body that is an iterator of bytes instead (Server-Sent Events) is streamed:
+each item is sent and flushed as it comes (chunked transfer encoding, or
+close-delimited for an HTTP/1.0 client), and a client that hangs up (seen
+before each item, or as a failed write) ends it: the iterator is closed,
+which cancels the work behind it. Such a reply holds its worker until it ends.
 Bodies are read as TF Serving's server reads them (`serving.http_bodies`:
 chunked, gzip). Every answer is JSON, http.server's own errors included;
 OPTIONS is a CORS preflight, and with `cors` every answer carries TF
@@ -36,6 +41,7 @@ from __future__ import annotations
 import http.server
 import io
 import logging
+import select
 import socket
 import threading
 import time
@@ -123,19 +129,64 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if not self.server.request_finished(self.connection):
                 self.close_connection = True
 
-    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+    def _reply(self, status: int, content_type: str, body) -> None:
+        if not isinstance(body, bytes):
+            return self._reply_stream(status, content_type, body)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self._common_headers()
+        self._headers_buffer.append(b"\r\n")  # end_headers(), with the body in the same write
+        if self.command != "HEAD":
+            self._headers_buffer.append(body)
+        self.flush_headers()
+
+    def _common_headers(self) -> None:
         if self.server.cors:
             for name, value in CORS_HEADERS:
                 self.send_header(name, value)
         if self.close_connection or self.server.closing.is_set():
             self.send_header("Connection", "close")  # also sets close_connection
-        self._headers_buffer.append(b"\r\n")  # end_headers(), with the body in the same write
-        if self.command != "HEAD":
-            self._headers_buffer.append(body)
-        self.flush_headers()
+
+    def _reply_stream(self, status: int, content_type: str, items) -> None:
+        """Sends `items` (an iterator of bytes) one by one as they come; closes it however it ends."""
+        try:
+            chunked = self.request_version == "HTTP/1.1"
+            if not chunked:
+                self.close_connection = True  # the end of the body is the end of the connection
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Cache-Control", "no-cache")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            self._common_headers()
+            self.end_headers()
+            for item in items:
+                if self._client_gone():
+                    self.close_connection = True
+                    return
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(item), item) if chunked else item)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client hung up, or stopped reading for WRITE_TIMEOUT
+            self.close_connection = True
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def _client_gone(self) -> bool:
+        """True when the client has closed its end (EOF or reset waiting on the socket)."""
+        poller = select.poll()  # not select.select: it fails on descriptors past FD_SETSIZE
+        poller.register(self.connection, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        try:
+            return not self.connection.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def _error(self, status: int, message: str) -> None:
         self._reply(status, "application/json", error_to_json(message).encode())

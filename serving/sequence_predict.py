@@ -118,14 +118,19 @@ def _one_row(arrays: dict, signature) -> None:
             )
 
 
-def _run(servable, signature_name: str, inputs: dict, output_filter, timeout_ms: int, max_tensor_bytes):
+def _run(
+    servable, signature_name: str, inputs: dict, output_filter, timeout_ms: int, max_tensor_bytes, batcher
+):
     """Checks and runs one row; returns (outputs to answer, the new state (1, S))."""
     signature = servable.signature(signature_name)
     asked = [alias for alias in output_filter if alias != contract.SEQUENCE_ID]  # always answered
     fetch = asked + [contract.STATE] if output_filter and contract.STATE not in asked else asked
     arrays, aliases = servable.prepare_predict(signature_name, inputs, fetch, max_tensor_bytes)
     _one_row(arrays, signature)
-    outputs = servable.run(signature_name, arrays, aliases, timeout_ms)
+    if batcher is not None:
+        outputs = batcher.run(servable, signature_name, arrays, aliases, timeout_ms)
+    else:
+        outputs = servable.run(signature_name, arrays, aliases, timeout_ms)
     state = outputs[contract.STATE]
     if contract.STATE not in asked:
         del outputs[contract.STATE]
@@ -167,67 +172,96 @@ def _lease_version(manager, servable, version: int, signature_name: str):
     return manager.lease(spec)
 
 
-def _finish_new(store, sequence, run) -> dict:
-    """Runs a new sequence's first call: commits it on success, discards it on failure."""
-    try:
-        outputs, state = run()
-    except BaseException:
-        store.discard(sequence)
-        raise
-    store.commit(sequence, state)
-    sequence.lock.release()
-    outputs[contract.SEQUENCE_ID] = np.array([sequence.sequence_id], np.uint64)
-    return outputs
+class SequenceCall:
+    """One call on a server-side sequence, from its checks until it commits or aborts.
 
+    While it is open it holds the sequence's lock (a new sequence's too) and
+    a lease on the version the sequence is pinned to.
 
-def predict(
-    store, manager, servable, model_spec, inputs, output_filter=(), timeout_ms: int = 0, max_tensor_bytes=None
-):
-    """Runs one Predict on a server-side sequence; returns (the servable that ran it, outputs).
-
-    Args:
-        store: the server's `SequenceStore`.
-        manager: the `ModelManager` (to lease a sequence's pinned version).
-        servable: the version `model_spec` resolved to (leased by the caller).
-        model_spec: the request's ModelSpec.
-        inputs: alias -> TensorProto / array, including the control inputs.
-        output_filter: output aliases to return (empty = all but `state`).
-        timeout_ms: TensorFlow run timeout, also the longest wait for a busy sequence (0 = none).
-        max_tensor_bytes: the largest decoded input TensorProto accepted.
+    Attributes:
+        servable: the version to run on (the sequence's pinned one).
+        state: the state (1, S) to feed, or None when the request's own `state`
+            starts the sequence (resume).
+        sequence_id: the id to answer (the new one for a start or fork).
     """
-    inputs = dict(inputs)
-    sequence_id = _control(inputs.pop(contract.SEQUENCE_ID, None), contract.SEQUENCE_ID)
-    control = _control(inputs.pop(contract.SEQUENCE_CONTROL_INPUT, None), contract.SEQUENCE_CONTROL_INPUT)
+
+    def __init__(self, store, sequence, servable, state, new: bool, control: int, exits):
+        self.servable, self.state, self.sequence_id = servable, state, sequence.sequence_id
+        self._store, self._sequence, self._new, self._control, self._exits = (
+            store,
+            sequence,
+            new,
+            control,
+            exits,
+        )
+
+    def commit(self, state: np.ndarray) -> None:
+        """The call succeeded: keep `state` (1, S) (an end removes the sequence), release everything."""
+        try:
+            if self._new:
+                self._store.commit(self._sequence, state)
+                self._sequence.lock.release()
+            elif self._control == contract.SEQUENCE_END:
+                self._store.end(self._sequence)
+            else:
+                self._store.commit(self._sequence, state)
+        finally:
+            self._exits.close()
+
+    def abort(self) -> None:
+        """The call failed: nothing changes (a new sequence is forgotten), release everything."""
+        try:
+            if self._new:
+                self._store.discard(self._sequence)
+        finally:
+            self._exits.close()
+
+
+def check_control(control: int) -> None:
+    """INVALID_ARGUMENT unless `control` is one of the four controls."""
     if control not in CONTROLS:
         raise ServingError(
             "INVALID_ARGUMENT",
             f"Unexpected value of sequence control input: {control}; expected 0 (none), 1 (start), "
             "2 (end) or 3 (fork).",
         )
-    signature_name = model_spec.signature_name or DEFAULT_SIGNATURE
-    if signature_name not in contract.SEQUENCE_SIGNATURES:
-        raise ServingError(
-            "INVALID_ARGUMENT",
-            f'Server-side sequences run on the "step" and "generate" signatures, not "{signature_name}": '
-            "leave out sequence_id and sequence_control_input.",
-        )
+
+
+def begin(
+    store,
+    manager,
+    servable,
+    model_spec,
+    sequence_id: int,
+    control: int,
+    resume: bool,
+    signature_name: str,
+    timeout_ms: int = 0,
+) -> SequenceCall:
+    """Opens one call on a server-side sequence (the checks of the module docstring).
+
+    Args:
+        store: the server's `SequenceStore`.
+        manager: the `ModelManager` (to lease a sequence's pinned version).
+        servable: the version `model_spec` resolved to (leased by the caller).
+        model_spec: the request's ModelSpec.
+        sequence_id: the request's id (0 = none).
+        control: a checked control (`check_control`).
+        resume: whether the request carries its own `state`.
+        signature_name: the signature the call runs (it must take `state`).
+        timeout_ms: the longest wait for a busy sequence (0 = none).
+
+    Raises:
+        ServingError: the module docstring's codes; nothing is held then.
+    """
     if contract.STATE not in servable.signature(signature_name).inputs:
         raise ServingError("INVALID_ARGUMENT", f'Signature "{signature_name}" has no "state" input to keep.')
     model = servable.name
-
-    def run_on(target, state):
-        def run():
-            if state is not None:
-                inputs[contract.STATE] = state
-            return _run(target, signature_name, inputs, output_filter, timeout_ms, max_tensor_bytes)
-
-        return run
-
+    exits = contextlib.ExitStack()
     if control == contract.SEQUENCE_START:
-        resume = contract.STATE in inputs  # a snapshot the client took: checked and fed as sent
-        state = None if resume else _zero_state(servable, signature_name)
+        state = None if resume else _zero_state(servable, signature_name)  # a snapshot is fed as sent
         sequence = store.reserve(model, sequence_id, servable.version, None)
-        return servable, _finish_new(store, sequence, run_on(servable, state))
+        return SequenceCall(store, sequence, servable, state, True, control, exits)
 
     if not sequence_id:
         raise ServingError(
@@ -235,7 +269,7 @@ def predict(
             f"Sequence ID has not been provided in request inputs: sequence_control_input {control} "
             f"({CONTROLS[control]}) needs the sequence_id of a started sequence.",
         )
-    if contract.STATE in inputs:
+    if resume:
         raise ServingError(
             "INVALID_ARGUMENT",
             f"Sequence {sequence_id} keeps its state on the server: leave out state, or send it only "
@@ -248,17 +282,73 @@ def predict(
             f"Sequence {sequence_id} runs on version {sequence.version} of model {model}, "
             f"but the request names version {servable.version}.",
         )
-    with (
-        _locked(sequence, timeout_ms, store),
-        _lease_version(manager, servable, sequence.version, signature_name) as pinned,
-    ):
+    try:
+        exits.enter_context(_locked(sequence, timeout_ms, store))
+        pinned = exits.enter_context(_lease_version(manager, servable, sequence.version, signature_name))
         if control == contract.SEQUENCE_FORK:
             child = store.reserve(model, 0, sequence.version, sequence.state)
-            return pinned, _finish_new(store, child, run_on(pinned, sequence.state))
-        outputs, state = run_on(pinned, sequence.state)()
-        if control == contract.SEQUENCE_END:
-            store.end(sequence)
-        else:
-            store.commit(sequence, state)
-        outputs[contract.SEQUENCE_ID] = np.array([sequence_id], np.uint64)
-        return pinned, outputs
+            return SequenceCall(store, child, pinned, sequence.state, True, control, exits)
+        return SequenceCall(store, sequence, pinned, sequence.state, False, control, exits)
+    except BaseException:
+        exits.close()
+        raise
+
+
+def predict(
+    store,
+    manager,
+    servable,
+    model_spec,
+    inputs,
+    output_filter=(),
+    timeout_ms: int = 0,
+    max_tensor_bytes=None,
+    batcher=None,
+):
+    """Runs one Predict on a server-side sequence; returns (the servable that ran it, outputs).
+
+    Args:
+        store: the server's `SequenceStore`.
+        manager: the `ModelManager` (to lease a sequence's pinned version).
+        servable: the version `model_spec` resolved to (leased by the caller).
+        model_spec: the request's ModelSpec.
+        inputs: alias -> TensorProto / array, including the control inputs.
+        output_filter: output aliases to return (empty = all but `state`).
+        timeout_ms: TensorFlow run timeout, also the longest wait for a busy sequence (0 = none).
+        max_tensor_bytes: the largest decoded input TensorProto accepted.
+        batcher: runs the checked call with other sequences' (`--enable_batching`), or None.
+    """
+    inputs = dict(inputs)
+    sequence_id = _control(inputs.pop(contract.SEQUENCE_ID, None), contract.SEQUENCE_ID)
+    control = _control(inputs.pop(contract.SEQUENCE_CONTROL_INPUT, None), contract.SEQUENCE_CONTROL_INPUT)
+    check_control(control)
+    signature_name = model_spec.signature_name or DEFAULT_SIGNATURE
+    if signature_name not in contract.SEQUENCE_SIGNATURES:
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f'Server-side sequences run on the "step" and "generate" signatures, not "{signature_name}": '
+            "leave out sequence_id and sequence_control_input.",
+        )
+    call = begin(
+        store,
+        manager,
+        servable,
+        model_spec,
+        sequence_id,
+        control,
+        contract.STATE in inputs,
+        signature_name,
+        timeout_ms,
+    )
+    try:
+        if call.state is not None:
+            inputs[contract.STATE] = call.state
+        outputs, state = _run(
+            call.servable, signature_name, inputs, output_filter, timeout_ms, max_tensor_bytes, batcher
+        )
+    except BaseException:
+        call.abort()
+        raise
+    call.commit(state)
+    outputs[contract.SEQUENCE_ID] = np.array([call.sequence_id], np.uint64)
+    return call.servable, outputs

@@ -28,7 +28,7 @@ import threading
 
 from rnnserve.serving.batching import Batcher
 from rnnserve.serving.errors import ServingError
-from rnnserve.serving.grpc_api import MODEL_SERVICE, PREDICTION_SERVICE, build_grpc_server
+from rnnserve.serving.grpc_api import GENERATION_SERVICE, MODEL_SERVICE, PREDICTION_SERVICE, build_grpc_server
 from rnnserve.serving.manager import ModelManager
 from rnnserve.serving.metrics import Metrics
 from rnnserve.serving.rest_api import build_rest_server
@@ -74,7 +74,6 @@ class ModelServer:
         self.sequences = SequenceStore(
             options.max_sequence_number, options.sequence_idle_timeout_seconds, self.metrics
         )
-        self.manager.keep_loaded = self.sequences.pinned  # a sequence's version stays loaded
         self.batcher = Batcher(options.batching, self.metrics) if options.batching is not None else None
         self.core = ServerCore(
             self.manager,
@@ -83,6 +82,10 @@ class ModelServer:
             max_tensor_bytes=options.max_request_bytes,
             method_name_check=options.method_name_check,
             sequences=self.sequences,
+        )
+        # A version a sequence or a stream runs on stays loaded.
+        self.manager.keep_loaded = lambda name, version: (
+            self.sequences.pinned(name, version) or self.core.decoder.pinned(name, version)
         )
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
@@ -182,7 +185,7 @@ class ModelServer:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             host = self.options.host
-            services = f"({PREDICTION_SERVICE}, {MODEL_SERVICE}, grpc.health.v1.Health"
+            services = f"({PREDICTION_SERVICE}, {MODEL_SERVICE}, {GENERATION_SERVICE}, grpc.health.v1.Health"
             services += ", tensorflow.ProfilerService)" if self.options.enable_profiler else ")"
             tls = " with TLS" if self.options.ssl is not None else ""
             if self.grpc_port is not None:

@@ -5,7 +5,8 @@ Requests go front end (`grpc_api` / `rest_api`) -> `ServerCore` ->
 this layer) resolves a ModelSpec to a loaded version (through the
 `ModelManager`), runs the request (through `serving.servable_inference`, batched
 when `--enable_batching`; a Predict on a server-side sequence through
-`serving.sequence_predict`), records TF Serving's request metrics, and
+`serving.sequence_predict`), starts streaming generations (`generate_stream`,
+decoded by the server's `serving.decode_lanes.Decoder`), records TF Serving's request metrics, and
 answers GetModelMetadata, GetModelStatus and HandleReloadConfigRequest with
 the response protos TF Serving sends. Errors are `ServingError`s; each
 front end turns them into its own status.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+import numpy as np
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -32,7 +34,9 @@ from tensorflow_serving.apis import (
     model_pb2,
 )
 
-from rnnserve.serving import sequence_predict, servable_inference
+from rnnserve import contract
+from rnnserve.serving import decoding, sequence_predict, servable_inference
+from rnnserve.serving.decode_lanes import Decoder, UnaryBatcher
 from rnnserve.serving.errors import CODE_NUMBERS, ServingError
 
 SIGNATURE_DEF = "signature_def"
@@ -50,6 +54,10 @@ class ServerCore:
             regress method names (`--enable_signature_method_name_check`).
         sequences: the `SequenceStore` of server-side sequences, or None (Predict
             then treats `sequence_id` like any unknown input).
+
+    Attributes:
+        decoder: the `Decoder` of every streaming generation (and, with
+            batching, of one-token `generate` calls).
     """
 
     def __init__(
@@ -67,6 +75,12 @@ class ServerCore:
         self.max_tensor_bytes = max_tensor_bytes
         self.method_name_check = method_name_check
         self.sequences = sequences
+        self.decoder = Decoder(metrics)
+
+    def _unary_batcher(self, servable):
+        """What batches a unary call (`--enable_per_model_batching_parameters` first), or None."""
+        batcher = servable.batcher or self.batcher
+        return UnaryBatcher(batcher, self.decoder) if batcher is not None else None
 
     @contextlib.contextmanager
     def _call(self, model_spec, api: str, entrypoint: str):
@@ -114,6 +128,7 @@ class ServerCore:
                     output_filter,
                     timeout_ms,
                     self.max_tensor_bytes,
+                    self._unary_batcher(servable),
                 )
             else:
                 outputs = servable_inference.predict(
@@ -123,12 +138,93 @@ class ServerCore:
                     output_filter,
                     timeout_ms,
                     self.max_tensor_bytes,
-                    servable.batcher or self.batcher,  # --enable_per_model_batching_parameters first
+                    self._unary_batcher(servable),
                 )
             self.metrics.runtime_latency.labels(
                 model_name=servable.name, API="Predict", runtime="TF1"
             ).observe((time.monotonic() - started) * 1e6)
             return servable, outputs
+
+    def generate_stream(self, model_spec, params, *, entrypoint: str, timeout_ms: int = 0):
+        """Starts a streaming generation; returns its `decoding.Stream`.
+
+        The version stays leased (and loaded) until the stream ends; on a
+        server-side sequence the stream holds the sequence for its whole
+        length and, when it ends, keeps the state after every sampled token
+        but the last (a stream that sampled nothing changes nothing).
+
+        Args:
+            model_spec: the request's ModelSpec (name, version or version_label).
+            params: a `decoding.StreamParams`.
+            entrypoint: "GRPC" or "REST" (a metrics label).
+            timeout_ms: the longest wait for a busy sequence (0 = none).
+
+        Raises:
+            ServingError: before any piece, for an unknown model, a model
+                that is not a language model, bad params or a sequence error.
+        """
+        with self._call(model_spec, "GenerateStream", entrypoint) as servable:
+            return self._open_stream(servable, model_spec, params, timeout_ms)
+
+    def _open_stream(self, servable, model_spec, params, timeout_ms: int):
+        if not all(name in servable.signatures for name in decoding.STREAM_SIGNATURES):
+            raise decoding.not_a_language_model(servable)
+        self.decoder.facts(servable)
+        releases = contextlib.ExitStack()
+        call = None
+        try:
+            if servable.acquire():  # held until the stream ends, past this request's own lease
+                releases.callback(servable.release)
+            if params.sequence_id or params.sequence_control:
+                if self.sequences is None:
+                    raise decoding.invalid(
+                        "This server keeps no server-side sequences: leave out sequence_id."
+                    )
+                sequence_id = decoding.check_integer(params.sequence_id, "sequence_id", 0, 2**64 - 1)
+                control = decoding.check_integer(params.sequence_control, "sequence_control", 0, 2**32 - 1)
+                sequence_predict.check_control(control)
+                call = sequence_predict.begin(
+                    self.sequences,
+                    self.manager,
+                    servable,
+                    model_spec,
+                    sequence_id,
+                    control,
+                    params.state is not None,
+                    contract.STEP,
+                    timeout_ms,
+                )
+                servable = call.servable
+            facts = self.decoder.facts(servable)
+            temperature, top_k, seed, max_new_tokens, stop = decoding.check_params(params, facts)
+            prompt = decoding.prompt_tokens(params, servable, facts)
+            state = call.state if call is not None else None
+            if state is None:
+                state = decoding.check_state(params.state, facts)
+            if state is None:
+                state = np.zeros((1, facts.state_size), np.float32)
+        except BaseException:
+            if call is not None:
+                call.abort()
+            releases.close()
+            raise
+
+        def on_finish(end, kept, error):
+            try:
+                if call is not None:
+                    call.commit(kept) if kept is not None else call.abort()
+            finally:
+                releases.close()
+
+        stream = decoding.Stream(servable.name, servable.version, call.sequence_id if call else 0, on_finish)
+        try:
+            self.decoder.stream(
+                servable, stream, prompt, state, temperature, top_k, seed, max_new_tokens, stop
+            )
+        except BaseException:
+            on_finish(None, None, None)
+            raise
+        return stream
 
     def classify(self, request, *, entrypoint: str, timeout_ms: int = 0):
         """A ClassificationResponse for a ClassificationRequest."""

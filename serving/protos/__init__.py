@@ -4,7 +4,8 @@ The `.proto` files beside this module are the project's own copies of the
 TensorFlow Serving API (PredictionService, ModelService) and of the TensorFlow
 messages it carries (TensorProto, SignatureDef, tf.Example, ...): the same
 package names, message names, field numbers and types as the originals, so the
-bytes on the wire are the same. They are compiled once into
+bytes on the wire are the same. `generation.proto` (package `rnnserve`) is the
+embedded server's own streaming service, `rnnserve.GenerationService`. They are compiled once into
 `descriptors.binpb` (a FileDescriptorSet; `python serving/protos/regenerate.py`
 rebuilds it) and loaded here into `POOL`, a `DescriptorPool` of their own:
 
@@ -163,6 +164,10 @@ ModelServerConfig = message_class("tensorflow.serving.ModelServerConfig")
 ReloadConfigRequest = message_class("tensorflow.serving.ReloadConfigRequest")
 ReloadConfigResponse = message_class("tensorflow.serving.ReloadConfigResponse")
 Metric = message_class("tensorflow.serving.Metric")
+
+# rnnserve: the streaming generation service (generation.proto; ours, not TF Serving's).
+GenerateRequest = message_class("rnnserve.GenerateRequest")
+GenerateResponse = message_class("rnnserve.GenerateResponse")
 
 # DT_FLOAT, DT_INT32, ... as module constants, like TensorFlow's types_pb2.
 DT_INVALID = DataType.Value("DT_INVALID")

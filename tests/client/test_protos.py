@@ -32,7 +32,7 @@ def _own_files():
 def test_every_proto_file_is_in_the_pool_under_its_own_path():
     for name in _own_files():
         file = protos.POOL.FindFileByName(name)
-        assert file.package in ("tensorflow", "tensorflow.error", "tensorflow.serving"), name
+        assert file.package in ("tensorflow", "tensorflow.error", "tensorflow.serving", "rnnserve"), name
     # Nothing but our files and the two well-known types they import.
     with pytest.raises(KeyError):
         protos.POOL.FindFileByName("tensorflow/core/framework/tensor.proto")
@@ -188,6 +188,55 @@ def test_stub_paths_and_types_match_the_service_definitions():
             assert request_class.DESCRIPTOR is method.input_type
             assert response_class.DESCRIPTOR is method.output_type
             assert not method.client_streaming and not method.server_streaming
+
+
+def test_the_generation_stub_is_the_server_streaming_generate_of_generation_proto():
+    from rnnserve.serving.protos import services
+
+    descriptor = protos.POOL.FindServiceByName(services.GENERATION_SERVICE)
+    assert descriptor.full_name == "rnnserve.GenerationService"
+    assert [method.name for method in descriptor.methods] == list(
+        services.GENERATION_SERVICE_STREAMING_METHODS
+    )
+    [method] = descriptor.methods
+    request_class, response_class = services.GENERATION_SERVICE_STREAMING_METHODS[method.name]
+    assert (request_class.DESCRIPTOR, response_class.DESCRIPTOR) == (method.input_type, method.output_type)
+    assert method.server_streaming and not method.client_streaming
+    # Its model_spec is TF Serving's ModelSpec, so a spec built for Predict fits as it is.
+    assert method.input_type.fields_by_name["model_spec"].message_type is protos.ModelSpec.DESCRIPTOR
+
+
+def test_the_generation_stub_streams_from_a_server_built_on_the_servicer_base():
+    import grpc
+
+    from rnnserve.serving.protos import services
+
+    class Echo(services.GenerationServiceServicer):
+        def Generate(self, request, context):
+            for character in request.prompt:
+                yield protos.GenerateResponse(text=character)
+            yield protos.GenerateResponse(done=True, finish_reason="length", model_spec=request.model_spec)
+
+    for servicer, expected in ((Echo(), ["a", "b", ""]), (services.GenerationServiceServicer(), None)):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        services.add_GenerationServiceServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                request = protos.GenerateRequest(prompt="ab")
+                request.model_spec.name = "m"
+                call = services.GenerationServiceStub(channel).Generate(request, timeout=10)
+                if expected is None:
+                    with pytest.raises(grpc.RpcError) as error:
+                        list(call)
+                    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+                    continue
+                responses = list(call)
+                assert [response.text for response in responses] == expected
+                assert responses[-1].done and responses[-1].model_spec.name == "m"
+        finally:
+            server.stop(None)
 
 
 def test_stubs_call_a_server_built_on_the_servicer_bases():
