@@ -37,6 +37,7 @@ import urllib.request
 import numpy as np
 from google.protobuf import json_format
 
+from rnnserve import contract
 from rnnserve.serving import protos
 from rnnserve.serving.client_types import (
     GenerationStream,
@@ -211,7 +212,10 @@ class RestClient:
         doc = self._request(self._path(model, version, version_label) + ":predict", body)
         names = sorted(signature.outputs)
         values = doc["outputs"] if len(names) > 1 else {names[0]: doc["outputs"]}
-        arrays = {name: json_to_array(values[name], signature.outputs[name].dtype) for name in names}
+        # A server-side sequence's answer has sequence_id and no state (unless asked for).
+        dtypes = {name: info.dtype for name, info in signature.outputs.items()}
+        dtypes[contract.SEQUENCE_ID] = np.dtype(np.uint64)
+        arrays = {name: json_to_array(value, dtypes[name]) for name, value in values.items() if name in dtypes}
         for name in output_filter:
             if name not in arrays:
                 raise ServingError.unknown_output_alias(name, arrays)
