@@ -156,5 +156,24 @@ def register_clients(subparsers) -> None:
         "--top-k", type=int, default=0, help="Keep the k likeliest tokens (0 = all). Default 0."
     )
     generate.add_argument("--seed", type=int, default=0, help="Sampling seed. Default 0.")
-    generate.add_argument("--chunk", type=int, default=16, help="Tokens per generate call. Default 16.")
+    generate.add_argument(
+        "--chunk", type=int, default=16, help="Tokens per call (streamed or generate). Default 16."
+    )
+    generate.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        metavar="STRING",
+        help="End the text just before this string (repeatable).",
+    )
+    generate.add_argument(
+        "--server-state",
+        action="store_true",
+        help="Keep the sequence's state on the server (the embedded server's server-side sequences).",
+    )
+    generate.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="Use generate calls even when the server offers streaming.",
+    )
     generate.set_defaults(func=_client_command("generate"))

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -171,7 +172,7 @@ def metadata(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    """`rnnserve generate`: stream text, one `generate` call per chunk."""
+    """`rnnserve generate`: stream text through the server's streaming API, else one `generate` call per chunk."""
     from rnnserve.serving.session import Session
 
     if not args.prompt:
@@ -184,18 +185,20 @@ def generate(args: argparse.Namespace) -> int:
         raise UserError(f"--top-k must be >= 0, got {args.top_k}.")
     if args.chunk < 1:
         raise UserError(f"--chunk must be >= 1, got {args.chunk}.")
+    if any(not stop for stop in args.stop):
+        raise UserError("--stop must not be empty: give the text that ends the generation.")
     try:
-        session = Session(_client(args), args.model, seed=args.seed)
-        if not session.has_text:
-            raise UserError(
-                f"model {args.model} has no encode/decode signatures, so it cannot take a text prompt."
-            )
-        tokens = session.encode(args.prompt)
-        note = unknown_prompt_note(args.prompt, tokens[0])
-        if note:
-            print(f"rnnserve generate: note: {note}", file=sys.stderr)
-        session.feed(tokens)
-        _stream(session, args)
+        with Session(_client(args), args.model, seed=args.seed, server_state=args.server_state) as session:
+            if not session.has_text:
+                raise UserError(
+                    f"model {args.model} has no encode/decode signatures, so it cannot take a text prompt."
+                )
+            tokens = session.encode(args.prompt)
+            note = unknown_prompt_note(args.prompt, tokens[0])
+            if note:
+                print(f"rnnserve generate: note: {note}", file=sys.stderr)
+            session.feed(tokens)
+            _stream(session, args)
     except ServingError as error:
         raise _user_error(error, args) from None
     except ValueError as error:
@@ -229,19 +232,30 @@ def unknown_prompt_note(prompt: str, tokens) -> str | None:
 
 
 def _stream(session, args: argparse.Namespace) -> None:
-    """Writes the prompt, then each decoded chunk as it comes; always ends the line.
+    """Writes the prompt, then the text as it comes; always ends the line.
 
-    The final newline is written even when a call fails or the user presses
-    Ctrl-C, so an error message (on stderr) starts on a line of its own.
+    The text comes piece by piece from the server's streaming API when it
+    offers one (asked once), else a chunk at a time from `generate` calls
+    (`--no-stream` forces those); both give the same text for a seed. The
+    final newline is written even when a call fails or the user presses
+    Ctrl-C (which cancels the stream), so an error message (on stderr)
+    starts on a line of its own.
     """
     sys.stdout.write(args.prompt)  # the text continues the prompt, as it will be read
     sys.stdout.flush()
+    pieces = session.stream_text(
+        args.max_new_tokens,
+        args.chunk,
+        stop=args.stop,
+        streaming=False if args.no_stream else None,
+        temperature=args.temperature,
+        top_k=args.top_k,
+    )
     try:
-        for chunk in session.stream(
-            args.max_new_tokens, args.chunk, temperature=args.temperature, top_k=args.top_k
-        ):
-            sys.stdout.write(session.decode(chunk)[0])
-            sys.stdout.flush()
+        with contextlib.closing(pieces):  # leaving early cancels the stream on the server
+            for text in pieces:
+                sys.stdout.write(text)
+                sys.stdout.flush()
     finally:
         sys.stdout.write("\n")
         sys.stdout.flush()

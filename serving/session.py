@@ -136,6 +136,7 @@ class _ServerSequence:
 
     def __init__(self, sequence_id: int):
         self.sequence_id, self.sessions = sequence_id, 1
+        self.lost = False  # a call on it failed midway: where it stands is unknown, so it is only ended
 
 
 class Session:
@@ -248,6 +249,8 @@ class Session:
         """(state to send or None, sequence_id, control or None) of the next call that feeds `pending`."""
         if not self.server_state:
             return self.state, 0, None
+        if self._sequence is not None and self._sequence.lost:
+            self.close()
         if self._sequence is None:  # start a sequence where this session stands
             self._settle()
             return (self.state if np.any(self.state) else None), 0, contract.SEQUENCE_START

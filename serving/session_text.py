@@ -148,5 +148,7 @@ def _streamed(session, count: int, stop, temperature: float = 1.0, top_k: int = 
             tokens = np.array([sampled[: end.generated_tokens - 1] + [end.last_token]], np.int32)
             session._moved(tokens, state, int(end.sequence_id))
         elif end is None and sampled and control == contract.SEQUENCE_CONTINUE:
-            session._sequence = None  # it failed midway: the next call starts anew from `fed`
+            session._sequence.lost = (
+                True  # stopped midway: ended by the next call, which starts anew from `fed`
+            )
     return end is not None and end.finish_reason == "stop"

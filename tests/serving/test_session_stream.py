@@ -121,16 +121,22 @@ def test_without_a_streaming_server_stream_text_falls_back_to_generate_calls(cli
 
 
 def test_leaving_a_stream_early_cancels_it_and_the_session_stays_where_it_was(client, server):
+    before = live_sequences(server)
     for server_state in (False, True):
         session, untouched = started(client, server_state), started(client)
         with session:
+            # (a stream that starts a server-side sequence and is left before its end leaves the
+            # sequence to the server's idle timeout: its id comes with the end; here it continues one)
+            np.testing.assert_array_equal(
+                session.generate(2, temperature=0.0), untouched.generate(2, temperature=0.0)
+            )
             pieces = session.stream_text(60, 60, temperature=0.0)
             next(pieces)
             pieces.close()  # the caller stops reading (as Ctrl-C does)
             wait_until_idle(server)
-            np.testing.assert_array_equal(
-                session.generate(7, temperature=0.0), untouched.generate(7, temperature=0.0)
-            )
+            expected = untouched.generate(7, temperature=0.0)
+            np.testing.assert_array_equal(session.generate(7, temperature=0.0), expected)
+        assert live_sequences(server) == before  # the sequence left midway was ended too
 
 
 def test_a_streamed_server_state_session_keeps_one_sequence_until_closed(client, server):
