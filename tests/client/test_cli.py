@@ -157,3 +157,23 @@ def test_a_word_level_prompt_counts_its_unknown_words():
         "2 words of the prompt are not in the model's vocabulary; they are fed as [UNK]."
     )
     assert unknown_prompt_note("the cat", [4, 9]) is None
+
+
+def test_generate_server_state_and_no_stream_print_the_streamed_client_held_text(tmp_path, server_flags):
+    """`--server-state` (the server keeps the state), `--no-stream` (generate calls) and the default
+    (streamed, client-held) are three ways to the same text, as a user runs them."""
+    argv = [*server_flags, "--prompt", "the ", "--max-new-tokens", "20", "--chunk", "6", "--temperature", "1"]
+    runs = [_run(tmp_path, "generate", *argv, *extra) for extra in ([], ["--server-state"], ["--no-stream"])]
+    for result in runs:
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert runs[0].stdout.startswith("the ") and len(runs[0].stdout) > len("the \n")
+    assert runs[1].stdout == runs[0].stdout == runs[2].stdout
+
+
+def test_generate_stop_ends_the_text_before_the_stop_string(capsys, server_flags):
+    argv = ["generate", *server_flags, "--prompt", "the ", "--max-new-tokens", "30", "--temperature", "1"]
+    assert main(argv) == 0
+    whole = capsys.readouterr().out[len("the ") : -1]
+    stop = whole[9:11]
+    assert main([*argv, "--stop", stop, "--server-state"]) == 0
+    assert capsys.readouterr().out == "the " + whole[: whole.find(stop)] + "\n"

@@ -99,3 +99,23 @@ def test_text_in_text_out(client, model):
 def test_generate_needs_a_prompt(client, model):
     with pytest.raises(ValueError, match="feed a prompt"):
         Session(client, model).generate(3)
+
+
+def test_a_server_state_session_draws_the_client_held_tokens_and_snapshots_alike(client, model):
+    held, kept = Session(client, model, seed=4), Session(client, model, seed=4, server_state=True)
+    with kept:
+        for session in (held, kept):
+            session.feed(PROMPT)
+            session.generate(5, temperature=1.0)
+        fork = kept.fork()
+        np.testing.assert_array_equal(
+            fork.generate(4, temperature=1.0), held.fork().generate(4, temperature=1.0)
+        )
+        fork.close()
+        restored = Session.restore(client, kept.snapshot())  # client-held, from the server's sequence
+        expected = held.generate(6, temperature=1.0)
+        np.testing.assert_array_equal(kept.generate(6, temperature=1.0), expected)
+        np.testing.assert_array_equal(restored.generate(6, temperature=1.0), expected)
+        assert "".join(kept.stream_text(8, 3, temperature=1.0)) == "".join(
+            held.stream_text(8, 3, streaming=False, temperature=1.0)
+        )
