@@ -17,20 +17,11 @@ afterwards is the state after all returned tokens but the last, so
 afterwards `pending` is exactly that last token. Hence continuing a
 session equals one long `generate` (exactly, when greedy), in both modes.
 
-With server-side state:
-
-- the first call starts the sequence (with `state` when it is not zeros,
-  e.g. restored from a snapshot), later ones continue it;
-- `fork()` calls nothing: parent and fork share the server's sequence until
-  one of them moves on, which forks it on the server then (control 3), so
-  the other keeps the original;
-- `snapshot()` and `next_logits()` recompute the state from `state` and
-  `fed` with client-held `step` calls (the server never returns the state
-  of a sequence it keeps), so snapshots restore in either mode;
-- `close()` (or leaving `with Session(...)`) ends the sequence on the
-  server; a session that is dropped without it is freed by the server's
-  idle timeout (`--sequence_idle_timeout_seconds`). A closed session can go
-  on: its next call starts a new sequence where it was.
+With server-side state the first call starts the sequence, later ones
+continue it; a fork shares it until one of the two moves on, which forks it
+on the server then; `snapshot()` recomputes the state from `state` and
+`fed` with client-held `step` calls, so snapshots restore in either mode;
+`close()` (or leaving `with`) ends it, else the server's idle timeout does.
 
 A session pins the model version it started on (a hot reload must not mix
 two models' states), and works with `PredictionClient` or `RestClient`.
@@ -57,78 +48,17 @@ again draws the same ones. An explicit `seed=` reproduces exactly anywhere.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
-import io
 
 import numpy as np
 
 from rnnserve import contract
 from rnnserve.serving import session_text
 from rnnserve.serving.errors import ServingError
+from rnnserve.serving.snapshot import SEED_RANGE, SEED_STRIDE, Snapshot, fork_seed
 
-# Each generate call of a session samples with its own seed, derived from the
-# session seed and the call count, so chunks are not copies of each other.
-SEED_STRIDE = 1_000_003
-SEED_RANGE = 2**63  # the contract's `seed` is an int64; seeds stay non-negative
+__all__ = ["SEED_STRIDE", "Session", "Snapshot", "fork_seed"]
+
 REPLAY_CHUNK = 128  # tokens per `step` call when recomputing a server-side sequence's state
-
-
-def fork_seed(seed: int, calls: int, forks: int) -> int:
-    """The base seed of a fork: a hash of the parent's seed, its call count and its fork count.
-
-    Different forks (of one session, or at different points of it) get
-    unrelated seed streams; the same fork of the same history gets the same.
-
-    Example:
-
-    >>> fork_seed(0, 3, 0) != fork_seed(0, 3, 1)
-    True
-    """
-    digest = hashlib.blake2b(f"rnnserve-fork:{seed}:{calls}:{forks}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % SEED_RANGE
-
-
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
-    """Everything needed to resume a session: model, version, state, pending tokens, seed stream."""
-
-    model: str
-    version: int
-    state: np.ndarray  # (B, S) float32
-    pending: np.ndarray  # (B, k) int32
-    seed: int
-    calls: int
-    forks: int = 0  # forks taken so far (the next fork's seed depends on it)
-
-    def to_bytes(self) -> bytes:
-        """Serializes the snapshot (a numpy .npz)."""
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            model=np.array(self.model),
-            version=self.version,
-            state=self.state,
-            pending=self.pending,
-            seed=self.seed,
-            calls=self.calls,
-            forks=self.forks,
-        )
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Snapshot:
-        """The snapshot `to_bytes` wrote."""
-        with np.load(io.BytesIO(data), allow_pickle=False) as fields:
-            return cls(
-                str(fields["model"]),
-                int(fields["version"]),
-                fields["state"].astype(np.float32),
-                fields["pending"].astype(np.int32),
-                int(fields["seed"]),
-                int(fields["calls"]),
-                int(fields["forks"]) if "forks" in fields else 0,
-            )
 
 
 class _ServerSequence:
