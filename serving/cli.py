@@ -12,6 +12,7 @@ Typical use::
     rnnserve metadata --server 127.0.0.1:8500 --model charlm
     rnnserve predict --server 127.0.0.1:8500 --model charlm --input tokens='[[5,6,7]]'
     rnnserve generate --server 127.0.0.1:8500 --model charlm --prompt "The " --max-new-tokens 200
+    rnnserve generate --server 127.0.0.1:8500 --model charlm --prompt "The " --server-state --stop "."
 """
 
 from __future__ import annotations
