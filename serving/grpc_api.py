@@ -161,7 +161,10 @@ class GenerationServicer(services.GenerationServiceServicer):
     def Generate(self, request, context):
         try:
             stream = self.core.generate_stream(
-                streaming.model_spec(request), streaming.stream_params(request), entrypoint="GRPC"
+                streaming.model_spec(request),
+                streaming.stream_params(request),
+                entrypoint="GRPC",
+                timeout_ms=_timeout_ms(context),
             )
         except Exception as error:
             _abort(context, error, "Generate")

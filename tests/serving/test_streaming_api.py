@@ -42,7 +42,7 @@ PROMPT_TOKENS = [3, 4, 5, 9]
 METRICS_PATH = "/monitoring/prometheus/metrics"
 SAMPLINGS = {
     "greedy": dict(temperature=0.0, top_k=0, seed=0),
-    "sampled": dict(temperature=0.9, top_k=6, seed=11),
+    "sampled": dict(temperature=0.9, top_k=0, seed=11),
 }
 
 
