@@ -7,12 +7,21 @@ the same prompt, state and seed), and TF Serving's status codes.
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+from concurrent import futures
+
+import grpc
 import numpy as np
 import pytest
 from conftest import generate_inputs
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rnnserve import contract
+from rnnserve.serving.client import PredictionClient
 from rnnserve.serving.errors import ServingError
+from rnnserve.serving.rest_client import RestClient
 
 PROMPT = [5, 9, 12, 1]
 
@@ -78,3 +87,46 @@ def test_bad_arguments_are_refused_before_anything_is_sent(client, model):
         client.generate_stream(model, prompt="a", tokens=PROMPT)
     with pytest.raises(ValueError, match="max_new_tokens"):
         client.generate_stream(model, tokens=PROMPT, max_new_tokens=0)
+
+
+# --- a server that does not stream (TF Serving's answers) ------------------------------
+
+
+def test_a_grpc_server_without_the_generation_service_does_not_offer_streaming():
+    for with_health in (True, False):  # TF Serving's health service (its names only), or none at all
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        if with_health:
+            servicer = health.HealthServicer()
+            for name in ("", "tensorflow.serving.PredictionService"):
+                servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            with PredictionClient(f"127.0.0.1:{port}", timeout=10) as client:
+                assert client.offers_streaming() is False
+        finally:
+            server.stop(None)
+
+
+def test_a_rest_server_answering_malformed_request_does_not_offer_streaming():
+    class TfServingLike(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"error": f"Malformed request: POST {self.path}"}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), TfServingLike)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert RestClient(f"127.0.0.1:{server.server_address[1]}", timeout=10).offers_streaming() is False
+    finally:
+        server.shutdown()
+        server.server_close()
