@@ -178,6 +178,29 @@ def test_the_final_state_continues_the_sequence_like_generate(client, stock):
     assert continued == whole[6:]
 
 
+def test_a_server_side_sequence_streams_on_from_where_it_stopped(client, stock):
+    whole, _, _ = generate_oracle(stock, PROMPT_TOKENS, 12, 0.0, 0, 0)
+    start = contract.SEQUENCE_START
+    with client.generate_stream(
+        LM, tokens=PROMPT_TOKENS, max_new_tokens=6, temperature=0.0, sequence_control=start
+    ) as first:
+        _, head, _ = read_stream(first)
+    assert first.end.sequence_id > 0 and first.end.state is None  # the server keeps the state
+    with client.generate_stream(
+        LM,
+        tokens=[first.end.last_token],
+        max_new_tokens=6,
+        temperature=0.0,
+        sequence_id=first.end.sequence_id,
+        sequence_control=contract.SEQUENCE_END,
+    ) as second:
+        _, tail, _ = read_stream(second)
+    assert head + tail == whole and second.end.sequence_id == first.end.sequence_id
+    with pytest.raises(ServingError) as raised:  # ended: gone
+        read_stream(client.generate_stream(LM, tokens=[1], sequence_id=first.end.sequence_id, temperature=0))
+    assert raised.value.code == "NOT_FOUND"
+
+
 def test_concurrent_streams_over_both_apis_each_equal_their_own_generate(grpc_client, rest_client, stock):
     seeds = range(1, 7)
     expected = {seed: generate_oracle(stock, PROMPT_TOKENS, 16, 0.9, 0, seed)[0] for seed in seeds}
