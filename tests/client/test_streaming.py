@@ -130,3 +130,9 @@ def test_a_rest_server_answering_malformed_request_does_not_offer_streaming():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_finished_stream_iterates_again_as_empty(client, model):
+    stream = client.generate_stream(model, tokens=PROMPT, max_new_tokens=3)
+    assert len(list(stream)) == 3
+    assert list(stream) == [] and stream.end.generated_tokens == 3
