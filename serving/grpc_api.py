@@ -159,6 +159,7 @@ class GenerationServicer(services.GenerationServiceServicer):
         self.core = core
 
     def Generate(self, request, context):
+        """One generation: a GenerateResponse per piece, then one with done = true and the totals."""
         try:
             stream = self.core.generate_stream(
                 streaming.model_spec(request),
