@@ -193,7 +193,7 @@ class GenerationStream:
             if self._cancelled:
                 return
             raise
-        if not self._cancelled:
+        if self.end is None and not self._cancelled:
             raise ServingError("UNAVAILABLE", "The server ended the stream before its final message.")
 
     def cancel(self) -> None:

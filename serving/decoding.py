@@ -235,7 +235,7 @@ def prompt_tokens(params: StreamParams, servable, facts: ModelFacts) -> np.ndarr
         if tokens.size and (tokens.min() < 0 or tokens.max() >= facts.vocab_size):
             raise invalid(
                 f"Received an invalid `tokens`: every id must be in [0, {facts.vocab_size}), got "
-                f"{int(tokens.min())} .. {int(tokens.max())}."
+                f"ids from {int(tokens.min())} to {int(tokens.max())}."
             )
     if tokens.size == 0:
         raise invalid("Received an empty prompt: the generation needs at least one token to start from.")

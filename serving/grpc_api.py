@@ -159,9 +159,13 @@ class GenerationServicer(services.GenerationServiceServicer):
         self.core = core
 
     def Generate(self, request, context):
+        """One generation: a GenerateResponse per piece, then one with done = true and the totals."""
         try:
             stream = self.core.generate_stream(
-                streaming.model_spec(request), streaming.stream_params(request), entrypoint="GRPC"
+                streaming.model_spec(request),
+                streaming.stream_params(request),
+                entrypoint="GRPC",
+                timeout_ms=_timeout_ms(context),
             )
         except Exception as error:
             _abort(context, error, "Generate")

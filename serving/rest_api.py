@@ -108,7 +108,10 @@ class RestApi:
             spec = _model_spec(*GENERATE_STREAM_PATH.fullmatch(path).groups())
             request = streaming.request_from_json(body, spec)
             stream = self.core.generate_stream(
-                streaming.model_spec(request), streaming.stream_params(request), entrypoint="REST"
+                streaming.model_spec(request),
+                streaming.stream_params(request),
+                entrypoint="REST",
+                timeout_ms=self.timeout_ms,
             )
         except Exception as error:
             return _error_answer(error, "POST", path)

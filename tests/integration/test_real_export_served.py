@@ -16,6 +16,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from rnnserve.models import build_language_model
 from rnnserve.serving.client import PredictionClient
 from rnnserve.serving.config import ServerOptions
+from rnnserve.serving.rest_client import RestClient
 from rnnserve.serving.server import ModelServer
 from rnnserve.serving.session import Session
 from rnnserve.serving.tensors import to_ndarray, to_tensor_proto
@@ -174,3 +175,38 @@ def test_scalars_sent_as_shape_1_over_rest_equal_a_direct_call_with_scalars(serv
     version_dir, server = served
     expected = direct(version_dir, "generate_text", {"prompt": np.array([b"the "], object), **SAMPLING})
     assert rest_predict(server, body)[key] == [expected["text"][0].decode()]
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+@pytest.mark.parametrize("temperature, top_k", [(0.0, 0), (0.9, 0), (0.9, 5)])
+def test_a_streamed_generation_equals_the_exports_generate_and_generate_text(
+    served, transport, temperature, top_k
+):
+    """The concatenated stream (gRPC GenerationService / REST Server-Sent Events) is `generate`'s tokens
+    and `generate_text`'s text for the same prompt and seed."""
+    version_dir, server = served
+    if transport == "grpc":
+        client = PredictionClient(f"127.0.0.1:{server.grpc_port}", timeout=30)
+    else:
+        client = RestClient(f"127.0.0.1:{server.rest_port}", timeout=30)
+    sampling = {
+        "max_new_tokens": np.int32(15),
+        "temperature": np.float32(temperature),
+        "top_k": np.int32(top_k),
+        "seed": np.int64(17),
+    }
+    encoded = direct(version_dir, "encode", {"text": np.array([b"the lazy "], object)})
+    prompt = encoded["tokens"][:, : encoded["lengths"][0]]  # (1, T)
+    expected = direct(
+        version_dir, "generate", {"tokens": prompt, "state": np.zeros((1, 32), np.float32), **sampling}
+    )
+    text = direct(version_dir, "generate_text", {"prompt": np.array([b"the lazy "], object), **sampling})[
+        "text"
+    ]
+    with client.generate_stream(
+        MODEL, prompt="the lazy ", max_new_tokens=15, temperature=temperature, top_k=top_k, seed=17
+    ) as stream:
+        pieces = list(stream)
+    assert [token for piece in pieces for token in piece.token_ids] == expected["tokens"][0].tolist()
+    assert "".join(piece.text for piece in pieces) == text[0].decode()
+    np.testing.assert_allclose(stream.end.state, expected["state"][0], atol=1e-5)

@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -42,22 +43,28 @@ PROMPT_TOKENS = [3, 4, 5, 9]
 METRICS_PATH = "/monitoring/prometheus/metrics"
 SAMPLINGS = {
     "greedy": dict(temperature=0.0, top_k=0, seed=0),
-    "sampled": dict(temperature=0.9, top_k=6, seed=11),
+    "sampled": dict(temperature=0.9, top_k=0, seed=11),
 }
 
 
 @pytest.fixture(scope="module")
-def stream_server(exports, tmp_path_factory):
-    """A server of the fixture LM (its limit raised to LONG_LIMIT) and the classifier, CORS and metrics on."""
+def long_lm(exports, tmp_path_factory) -> str:
+    """A copy of the fixture LM whose rnnserve.json allows LONG_LIMIT new tokens; its base path."""
     base = tmp_path_factory.mktemp("streaming") / LM
     shutil.copytree(exports[LM], base)
     metadata_file = base / "1" / contract.METADATA_FILE
     metadata = json.loads(metadata_file.read_text())
     metadata[contract.MAX_NEW_TOKENS_LIMIT] = LONG_LIMIT
     metadata_file.write_text(json.dumps(metadata))
+    return str(base)
+
+
+@pytest.fixture(scope="module")
+def stream_server(long_lm, exports):
+    """A server of the long LM and the classifier, CORS and metrics on."""
     monitoring = MonitoringConfig()
     monitoring.prometheus_config.enable = True
-    running = start_server({LM: str(base), CLS: exports[CLS]}, monitoring=monitoring, cors=True)
+    running = start_server({LM: long_lm, CLS: exports[CLS]}, monitoring=monitoring, cors=True)
     yield running
     running.stop(grace=2)
 
@@ -171,6 +178,45 @@ def test_the_final_state_continues_the_sequence_like_generate(client, stock):
     assert continued == whole[6:]
 
 
+def test_a_server_side_sequence_streams_on_from_where_it_stopped(client, stock):
+    whole, _, _ = generate_oracle(stock, PROMPT_TOKENS, 12, 0.0, 0, 0)
+    start = contract.SEQUENCE_START
+    with client.generate_stream(
+        LM, tokens=PROMPT_TOKENS, max_new_tokens=6, temperature=0.0, sequence_control=start
+    ) as first:
+        _, head, _ = read_stream(first)
+    assert first.end.sequence_id > 0 and first.end.state is None  # the server keeps the state
+    with client.generate_stream(
+        LM,
+        tokens=[first.end.last_token],
+        max_new_tokens=6,
+        temperature=0.0,
+        sequence_id=first.end.sequence_id,
+        sequence_control=contract.SEQUENCE_END,
+    ) as second:
+        _, tail, _ = read_stream(second)
+    assert head + tail == whole and second.end.sequence_id == first.end.sequence_id
+    with pytest.raises(ServingError) as raised:  # ended: gone
+        read_stream(client.generate_stream(LM, tokens=[1], sequence_id=first.end.sequence_id, temperature=0))
+    assert raised.value.code == "NOT_FOUND"
+
+
+def test_concurrent_streams_over_both_apis_each_equal_their_own_generate(grpc_client, rest_client, stock):
+    seeds = range(1, 7)
+    expected = {seed: generate_oracle(stock, PROMPT_TOKENS, 16, 0.9, 0, seed)[0] for seed in seeds}
+
+    def run(seed):
+        client = grpc_client if seed % 2 else rest_client
+        with client.generate_stream(
+            LM, tokens=PROMPT_TOKENS, max_new_tokens=16, temperature=0.9, seed=seed
+        ) as s:
+            return read_stream(s)[1]
+
+    with ThreadPoolExecutor(max_workers=len(seeds)) as pool:
+        got = dict(zip(seeds, pool.map(run, seeds)))
+    assert got == expected
+
+
 # --- stop strings ------------------------------------------------------------------
 
 
@@ -263,6 +309,29 @@ def test_an_sse_client_closing_its_socket_stops_the_servers_work(stream_server):
     wait_until_idle(stream_server)
     generated = metric(stream_server, ":rnnserve:generated_tokens_total", model_name=LM) - before
     assert 1 <= generated < LONG_LIMIT // 4
+
+
+def test_stopping_the_server_ends_open_streams_within_the_grace_period(long_lm):
+    running = start_server({LM: long_lm})
+    grpc_client = PredictionClient(f"127.0.0.1:{running.grpc_port}", timeout=TIMEOUT)
+    rest_client = RestClient(f"127.0.0.1:{running.rest_port}", timeout=TIMEOUT)
+    streams = [
+        c.generate_stream(LM, tokens=PROMPT_TOKENS, max_new_tokens=LONG_LIMIT)
+        for c in (grpc_client, rest_client)
+    ]
+    readers = [iter(stream) for stream in streams]
+    for reader in readers:
+        next(reader)  # both are under way
+    started = time.monotonic()
+    running.stop(grace=0.5)
+    assert time.monotonic() - started < 20
+    for reader in readers:  # each ends: cut off by the shutdown, or finished within the grace period
+        try:
+            for _ in reader:
+                pass
+        except ServingError as error:
+            assert error.code in ("UNAVAILABLE", "CANCELLED")
+    grpc_client.close()
 
 
 # --- the wire: event-stream format, headers, curl -------------------------------------------
