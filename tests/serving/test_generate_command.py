@@ -19,7 +19,8 @@ import pytest
 from conftest import LM, REPO_ROOT
 from test_sequence_limits import live_sequences
 from test_streaming_api import LONG_LIMIT, metric, wait_until_idle
-from test_streaming_api import stream_server as stream_server  # the fixture: a server allowing long streams
+from test_streaming_api import long_lm as long_lm  # the fixtures of a server allowing long streams
+from test_streaming_api import stream_server as stream_server
 
 from rnnserve.cli import main
 from rnnserve.serving.client import PredictionClient
