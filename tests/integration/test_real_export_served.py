@@ -210,3 +210,18 @@ def test_a_streamed_generation_equals_the_exports_generate_and_generate_text(
     assert [token for piece in pieces for token in piece.token_ids] == expected["tokens"][0].tolist()
     assert "".join(piece.text for piece in pieces) == text[0].decode()
     np.testing.assert_allclose(stream.end.state, expected["state"][0], atol=1e-5)
+
+
+@pytest.mark.parametrize("server_state", [False, True], ids=["client-held", "server-state"])
+def test_a_sessions_streamed_text_is_its_chunked_generate_text_with_top_k(served, server_state):
+    """`Session.stream_text` over the streaming API draws what the export's `generate` draws chunk by chunk."""
+    _, server = served
+    with PredictionClient(f"127.0.0.1:{server.grpc_port}", timeout=30) as client:
+        chunked = Session(client, MODEL, seed=5)
+        chunked.feed_text("the ")
+        sampling = {"temperature": 0.9, "top_k": 5}
+        expected = "".join(chunked.decode(tokens)[0] for tokens in chunked.stream(30, 7, **sampling))
+        with Session(client, MODEL, seed=5, server_state=server_state) as session:
+            session.feed_text("the ")
+            assert client.offers_streaming()
+            assert "".join(session.stream_text(30, 7, **sampling)) == expected
