@@ -215,7 +215,9 @@ class RestClient:
         # A server-side sequence's answer has sequence_id and no state (unless asked for).
         dtypes = {name: info.dtype for name, info in signature.outputs.items()}
         dtypes[contract.SEQUENCE_ID] = np.dtype(np.uint64)
-        arrays = {name: json_to_array(value, dtypes[name]) for name, value in values.items() if name in dtypes}
+        arrays = {
+            name: json_to_array(value, dtypes[name]) for name, value in values.items() if name in dtypes
+        }
         for name in output_filter:
             if name not in arrays:
                 raise ServingError.unknown_output_alias(name, arrays)
