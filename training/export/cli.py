@@ -28,11 +28,13 @@ of its own input and output names.
 
 The vocabulary (--vocab) maps token ids to text. It may be rnnserve's own
 format, {"level": "char"|"word", "tokens": ["[UNK]", ...]} (id i is the i-th
-token, id 0 the unknown token [UNK], which is never generated), a JSON list
-of tokens (StringLookup.get_vocabulary()), or a JSON {token: id} mapping
-(Tokenizer.word_index; a missing id 0 or a "" at id 0 becomes [UNK]). A list
-or mapping is character level when every token is one character, else word
-level. A model whose first layer is a StringLookup needs no --vocab.
+token), a JSON list of tokens (StringLookup.get_vocabulary() or
+TextVectorization.get_vocabulary()), or a JSON {token: id} mapping
+(Tokenizer.word_index; a missing id 0 becomes [UNK]). The unknown token
+[UNK] is id 0, or id 1 after the padding token "" at id 0 (Keras' layout);
+neither is ever generated. A list or mapping is character level when every
+token is one character, else word level. A model whose first layer is a
+StringLookup needs no --vocab.
 """
 
 

@@ -14,7 +14,7 @@ made of these layers converts:
 | `Dropout` | itself (inactive when serving) |
 | `Dense` / `TimeDistributed(Dense)`, linear | the `Dense` |
 | `Dense` / `TimeDistributed(Dense)` with `softmax` or `log_softmax`, or followed by a `Softmax` / `Activation("softmax")` layer | a linear copy of the `Dense` |
-| `StringLookup` as the first layer (`mask_token=None`, one OOV token: `[UNK]` at id 0) | dropped: the chain takes its ids (`model_vocabulary` gives its tokens) |
+| `StringLookup` as the first layer (one OOV token: `mask_token=None`, `[UNK]` at id 0, or `mask_token=""`, `[UNK]` at id 1) | dropped: the chain takes its ids (`model_vocabulary` gives its tokens) |
 
 A softmax output layer gives probabilities p = softmax(z); the chain serves
 its pre-activation z as the logits (log p = z − logsumexp(z): logits up to a
@@ -45,7 +45,8 @@ from rnnserve.errors import UserError
 from rnnserve.models.cells import RecurrentCell
 from rnnserve.models.convert import KERAS_CELLS, load_keras_weights
 from rnnserve.models.recurrent import Recurrent
-from rnnserve.training.vocab import UNK
+from rnnserve.training.export.vocab_files import LAYOUTS
+from rnnserve.training.vocab import PADDING, UNK
 
 SUPPORTED = (
     "Embedding (after an optional StringLookup), SimpleRNN/LSTM/GRU with return_sequences=True, keras.layers.RNN "
@@ -162,11 +163,12 @@ def _linear_copy(dense):
 
 def _check_lookup(layer):
     vocabulary = layer.get_vocabulary()
-    if layer.mask_token is not None or layer.num_oov_indices != 1 or vocabulary[0] != UNK:
+    if layer.num_oov_indices != 1 or (vocabulary[:1] != [UNK] and vocabulary[:2] != [PADDING, UNK]):
         raise _refuse(
             layer,
-            f"a language model's id 0 is the unknown token {UNK!r}, but this lookup's vocabulary starts "
-            f"{vocabulary[:2]}; use StringLookup(mask_token=None, num_oov_indices=1)",
+            f"a language model's vocabulary starts with {LAYOUTS}, but this lookup's starts "
+            f'{vocabulary[:2]}; use StringLookup(mask_token=None) or StringLookup(mask_token=""), '
+            "with one OOV token",
         )
 
 

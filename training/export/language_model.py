@@ -52,7 +52,6 @@ from rnnserve.training.export.checks import (
 )
 from rnnserve.training.export.text import VocabularyTables
 from rnnserve.training.export.writer import Endpoint
-from rnnserve.training.vocab import UNK_ID
 
 # Sizes of the warmup requests: a short prompt and a few new tokens.
 _WARMUP_STEPS, _WARMUP_NEW_TOKENS = 4, 2
@@ -95,6 +94,8 @@ class LanguageModelSignatures:
         self.state_size = state_size(model)
         self.limit = int(max_new_tokens_limit)
         self.vocab_level = vocabulary.level
+        self.unk_id, self.padding_id = vocabulary.unk_id, vocabulary.padding_id
+        self.reserved_ids = vocabulary.reserved_ids  # never generated
         self.tables = VocabularyTables(vocabulary)
 
     def track(self):
@@ -132,7 +133,8 @@ class LanguageModelSignatures:
             "embedding_dim": int(embedding.output_dim),
             contract.VOCAB_SIZE: self.vocab_size,
             contract.VOCAB_LEVEL: self.vocab_level,
-            contract.UNK_ID: UNK_ID,
+            contract.UNK_ID: self.unk_id,
+            contract.PADDING_ID: self.padding_id,
             contract.STATE_SIZE: self.state_size,
             contract.STATE_LAYOUT: state_layout(self.model),
             contract.MAX_NEW_TOKENS_LIMIT: self.limit,
@@ -181,7 +183,9 @@ class LanguageModelSignatures:
         the model's weights read once before it.
         """
         model = self.model
-        pickers = sampling.pickers(temperature, top_k, seed, max_new_tokens, self.vocab_size)
+        pickers = sampling.pickers(
+            temperature, top_k, seed, max_new_tokens, self.vocab_size, masked_ids=self.reserved_ids
+        )
         states, weights = unpack_cell_states(model, state), read_weights(model)
 
         def generation(pick):
@@ -272,7 +276,8 @@ class LanguageModelSignatures:
 
     def endpoints(self):
         """The six `Endpoint`s, with warmup requests for `serving_default`, `step` and `generate`."""
-        prompt = np.arange(_WARMUP_STEPS, dtype=np.int32) % (self.vocab_size - 1) + 1  # ids ≥ 1
+        first = len(self.reserved_ids)  # the first id of real text
+        prompt = np.arange(_WARMUP_STEPS, dtype=np.int32) % (self.vocab_size - first) + first
         tokens = np.stack([prompt, prompt[::-1]])  # (2, T)
         zeros = np.zeros((2, self.state_size), np.float32)
         sampling = {
@@ -325,7 +330,7 @@ class LanguageModelSignatures:
                 ),
                 [
                     {
-                        contract.PROMPT: np.array([self.tables.tokens[1].encode("utf-8")], dtype=object),
+                        contract.PROMPT: np.array([self.tables.tokens[first].encode("utf-8")], dtype=object),
                         **sampling,
                     }
                 ],

@@ -204,9 +204,10 @@ def export_language_model(
         isinstance(max_new_tokens_limit, int) and max_new_tokens_limit >= 1
     ):
         raise UserError(f"--max-new-tokens-limit must be a positive integer, got {max_new_tokens_limit!r}.")
-    if len(vocabulary) < 2:
+    if len(vocabulary) <= len(vocabulary.reserved_ids):
         raise UserError(
-            "The vocabulary holds only [UNK], which is never generated; build it from a real corpus."
+            "The vocabulary holds only [UNK] (and padding), which is never generated; build it from a "
+            "real corpus."
         )
     chain = as_language_model(model)
     embedding, logits = chain.layers[1], chain.layers[-1]

@@ -1,7 +1,8 @@
 """The vocabulary inside the graph: text ↔ token ids with standard TF ops only.
 
 `encode` splits text exactly as `training.vocab.split_tokens` does and looks
-the pieces up in a `tf.lookup.StaticHashTable` (unknown pieces → `[UNK]`);
+the pieces up in a `tf.lookup.StaticHashTable` (unknown pieces → the
+vocabulary's `[UNK]` id, 0 or 1: `Vocabulary.unk_id`);
 `decode` gathers the token strings and joins them. Text is first made valid
 UTF-8 (invalid bytes become U+FFFD, which is `[UNK]` unless the vocabulary
 has it).
@@ -29,7 +30,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rnnserve.training.export.checks import guarded, require
-from rnnserve.training.vocab import UNK_ID, WORD_PATTERN
+from rnnserve.training.vocab import PADDING_ID, WORD_PATTERN
 
 _CUT = b"\xff"  # not a byte of any UTF-8 text
 
@@ -50,7 +51,7 @@ class VocabularyTables:
         initializer = tf.lookup.KeyValueTensorInitializer(
             tf.constant(self.tokens), tf.range(len(self.tokens), dtype=tf.int64)
         )
-        self.table = tf.lookup.StaticHashTable(initializer, default_value=UNK_ID)
+        self.table = tf.lookup.StaticHashTable(initializer, default_value=vocabulary.unk_id)
 
     def split(self, text):
         """`(B,)` strings → `(B, None)` ragged pieces."""
@@ -61,10 +62,14 @@ class VocabularyTables:
         return tf.strings.split(marked, sep=_CUT)[:, 1:]  # drop the empty piece before the first cut
 
     def encode(self, text):
-        """`(B,)` strings → `(tokens (B, T) int32 right-padded with UNK_ID, lengths (B,) int32)`."""
+        """`(B,)` strings → `(tokens (B, T) int32, lengths (B,) int32)`.
+
+        Rows are right-padded with id 0 (`PADDING_ID`: the padding token, or
+        `[UNK]` in a vocabulary without one).
+        """
         pieces = self.split(text)  # (B, None)
         ids = tf.ragged.map_flat_values(self.table.lookup, pieces)  # (B, None) int64
-        tokens = tf.cast(ids.to_tensor(default_value=UNK_ID), tf.int32)  # (B, T)
+        tokens = tf.cast(ids.to_tensor(default_value=PADDING_ID), tf.int32)  # (B, T)
         return tokens, tf.cast(ids.row_lengths(), tf.int32)
 
     def encode_rows(self, text, name, row="row"):
@@ -75,6 +80,6 @@ class VocabularyTables:
         return tuple(guarded([tokens, lengths], [require(shortest > 0, message)]))
 
     def decode(self, tokens):
-        """`(B, N)` ids → `(B,)` strings (`[UNK]` prints as itself)."""
+        """`(B, N)` ids → `(B,)` strings (`[UNK]` prints as itself, the padding token as nothing)."""
         pieces = tf.gather(tf.constant(self.tokens), tokens)  # (B, N)
         return tf.strings.reduce_join(pieces, axis=-1)
