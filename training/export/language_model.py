@@ -79,6 +79,8 @@ class LanguageModelSignatures:
             from `build_language_model` or `as_language_model`.
         vocabulary: The `Vocabulary` whose ids the model was trained on.
         max_new_tokens_limit: The largest `max_new_tokens` accepted.
+        tables: The in-graph text tables (`text.py`) of `generate_text`,
+            `encode` and `decode`. Default: `VocabularyTables(vocabulary)`.
 
     Example:
 
@@ -88,7 +90,7 @@ class LanguageModelSignatures:
     ```
     """
 
-    def __init__(self, model, vocabulary, max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS_LIMIT):
+    def __init__(self, model, vocabulary, max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS_LIMIT, tables=None):
         self.model = model
         self.vocab_size = len(vocabulary)
         self.state_size = state_size(model)
@@ -96,10 +98,10 @@ class LanguageModelSignatures:
         self.vocab_level = vocabulary.level
         self.unk_id, self.padding_id = vocabulary.unk_id, vocabulary.padding_id
         self.reserved_ids = vocabulary.reserved_ids  # never generated
-        self.tables = VocabularyTables(vocabulary)
+        self.tables = VocabularyTables(vocabulary) if tables is None else tables
 
     def track(self):
-        """What the export must track: the model's variables and the lookup table."""
+        """What the export must track: the model's variables and the text lookup."""
         return [self.model, self.tables.table]
 
     def metadata(self, task):

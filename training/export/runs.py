@@ -36,7 +36,12 @@ from rnnserve import __version__
 from rnnserve.errors import UserError
 from rnnserve.training.export import CONTRACTS, DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
 from rnnserve.training.export.keras_files import custom_objects_from, load_keras_file
-from rnnserve.training.export.keras_import import as_language_model, model_vocabulary
+from rnnserve.training.export.keras_import import (
+    as_language_model,
+    model_vocabulary,
+    text_vectorization,
+    vectorizer_tables,
+)
 from rnnserve.training.export.language_model import LanguageModelSignatures
 from rnnserve.training.export.vocab_files import FORMATS, read_vocabulary, vocabulary_from_tokens
 from rnnserve.training.export.writer import Endpoint, write_savedmodel
@@ -182,6 +187,7 @@ def export_language_model(
     progress=None,
     extra_metadata=None,
     verify=True,
+    tables=None,
 ):
     """Exports a Keras language model under the language-model contract.
 
@@ -196,6 +202,8 @@ def export_language_model(
             for. Default: 1024.
         progress, verify: See `write_savedmodel`.
         extra_metadata: More facts for `rnnserve.json`.
+        tables: The text signatures' tables (`text.py`). Default:
+            `VocabularyTables(vocabulary)`.
 
     Returns:
         The published version directory.
@@ -209,7 +217,7 @@ def export_language_model(
             "The vocabulary holds only [UNK] (and padding), which is never generated; build it from a "
             "real corpus."
         )
-    chain = as_language_model(model)
+    chain = as_language_model(model, padded=vocabulary.padding_id is not None)
     embedding, logits = chain.layers[1], chain.layers[-1]
     for what, size in (("Embedding input size", embedding.input_dim), ("output Dense units", logits.units)):
         if size != len(vocabulary):
@@ -217,7 +225,7 @@ def export_language_model(
                 f"The vocabulary has {len(vocabulary)} tokens but the model's {what} is {size}; "
                 "export the model with the vocabulary it was trained on."
             )
-    signatures = LanguageModelSignatures(chain, vocabulary, max_new_tokens_limit)
+    signatures = LanguageModelSignatures(chain, vocabulary, max_new_tokens_limit, tables)
     metadata = {**signatures.metadata(task), **(extra_metadata or {})}
     return write_savedmodel(
         export_base,
@@ -286,15 +294,35 @@ def export_run(
     )
 
 
-def _model_vocabulary(model):
-    """The vocabulary of the model's own StringLookup, or the error asking for --vocab."""
+def _model_text(model, vocabulary):
+    """`(vocabulary, tables, metadata)` of a language model's text signatures.
+
+    A model with its own `TextVectorization` encodes text with it (a
+    `--vocab` must then be the layer's vocabulary); else the vocabulary is
+    `--vocab`'s, or the model's own `StringLookup`'s, or an error asking
+    for `--vocab`.
+    """
     tokens = model_vocabulary(model)
+    vectorizer = text_vectorization(model)
+    if vectorizer is not None:
+        config = vectorizer.get_config()
+        level = "char" if config["split"] == "character" else "word"
+        own = vocabulary_from_tokens(tokens, f"the TextVectorization of model `{model.name}`", level)
+        if vocabulary is not None and vocabulary.tokens != own.tokens:
+            raise UserError(
+                f"--vocab is not the vocabulary of model `{model.name}`'s own TextVectorization, which "
+                "encodes its text; leave --vocab out."
+            )
+        described = {key: config[key] for key in ("standardize", "split", "output_sequence_length")}
+        return own, vectorizer_tables(vectorizer, own), {"text_vectorization": described}
+    if vocabulary is not None:
+        return vocabulary, None, {}
     if tokens is None:
         raise UserError(
             f"Model `{model.name}` is a language model: pass --vocab FILE, the vocabulary its token ids "
             f"come from ({FORMATS})."
         )
-    return vocabulary_from_tokens(tokens, f"the StringLookup of model `{model.name}`")
+    return vocabulary_from_tokens(tokens, f"the StringLookup of model `{model.name}`"), None, {}
 
 
 def _plain_reason(error):
@@ -351,7 +379,9 @@ def export_keras_model(
     chain = None
     if contract != "plain":
         try:
-            chain = as_language_model(model)
+            chain = as_language_model(
+                model, padded=vocabulary is not None and vocabulary.padding_id is not None
+            )
         except UserError as error:
             if contract == "language-model":
                 raise
@@ -364,13 +394,15 @@ def export_keras_model(
     if chain is None:
         metadata = {"task": "keras", **provenance}
         return write_savedmodel(export_base, [model_endpoint(model)], metadata, [model], version, progress)
+    vocabulary, tables, text_metadata = _model_text(model, vocabulary)
     return export_language_model(
         chain,
-        vocabulary or _model_vocabulary(model),
+        vocabulary,
         export_base,
         task="keras",
         version=version,
         max_new_tokens_limit=max_new_tokens_limit,
         progress=progress,
-        extra_metadata=provenance,
+        extra_metadata={**text_metadata, **provenance},
+        tables=tables,
     )

@@ -16,6 +16,11 @@ has it).
   `re.findall(WORD_PATTERN, text, re.ASCII)`. (RE2's `\\s` lacks `\\v`, which
   then matches the single-character alternative instead: the same piece.)
 
+A language model with its own `TextVectorization` layer gets `LayerTables`
+instead: the layer (a ragged twin of it) standardizes, splits and looks up
+exactly as the model does, and decoding puts the layer's separator before
+each token.
+
 Example:
 
 ```python
@@ -35,8 +40,43 @@ from rnnserve.training.vocab import PADDING_ID, WORD_PATTERN
 _CUT = b"\xff"  # not a byte of any UTF-8 text
 
 
-class VocabularyTables:
-    """A `Vocabulary` as in-graph lookups.
+class _Tables:
+    """What both kinds of tables share: padding the ids, checking rows, decoding."""
+
+    def __init__(self, vocabulary, pieces):
+        self.level = vocabulary.level
+        self.tokens = list(vocabulary.tokens)
+        self.pieces = list(pieces)  # the text each id decodes to
+
+    def ids(self, text):
+        """`(B,)` strings → `(B, None)` ragged int64 ids."""
+        raise NotImplementedError
+
+    def encode(self, text):
+        """`(B,)` strings → `(tokens (B, T) int32, lengths (B,) int32)`.
+
+        Rows are right-padded with id 0 (`PADDING_ID`: the padding token, or
+        `[UNK]` in a vocabulary without one).
+        """
+        ids = self.ids(text)  # (B, None) int64
+        tokens = tf.cast(ids.to_tensor(default_value=PADDING_ID), tf.int32)  # (B, T)
+        return tokens, tf.cast(ids.row_lengths(), tf.int32)
+
+    def encode_rows(self, text, name, row="row"):
+        """`encode`, failing the call (INVALID_ARGUMENT naming input `name`) if a row has no token."""
+        tokens, lengths = self.encode(text)
+        shortest = tf.reduce_min(tf.concat([lengths, [1]], axis=0))  # 1 for an empty batch
+        message = f"Received an invalid `{name}`: every {row} needs at least one token, got an empty one"
+        return tuple(guarded([tokens, lengths], [require(shortest > 0, message)]))
+
+    def decode(self, tokens):
+        """`(B, N)` ids → `(B,)` strings (`[UNK]` prints as itself, the padding token as nothing)."""
+        pieces = tf.gather(tf.constant(self.pieces), tokens)  # (B, N)
+        return tf.strings.reduce_join(pieces, axis=-1)
+
+
+class VocabularyTables(_Tables):
+    """A `Vocabulary` as in-graph lookups, split as `training.vocab.split_tokens` splits.
 
     Args:
         vocabulary: A `training.vocab.Vocabulary`.
@@ -46,8 +86,7 @@ class VocabularyTables:
     """
 
     def __init__(self, vocabulary):
-        self.level = vocabulary.level
-        self.tokens = list(vocabulary.tokens)
+        super().__init__(vocabulary, vocabulary.tokens)
         initializer = tf.lookup.KeyValueTensorInitializer(
             tf.constant(self.tokens), tf.range(len(self.tokens), dtype=tf.int64)
         )
@@ -61,25 +100,32 @@ class VocabularyTables:
         marked = tf.strings.regex_replace(text, f"({WORD_PATTERN})", _CUT + b"\\1")
         return tf.strings.split(marked, sep=_CUT)[:, 1:]  # drop the empty piece before the first cut
 
-    def encode(self, text):
-        """`(B,)` strings → `(tokens (B, T) int32, lengths (B,) int32)`.
+    def ids(self, text):
+        return tf.ragged.map_flat_values(self.table.lookup, self.split(text))
 
-        Rows are right-padded with id 0 (`PADDING_ID`: the padding token, or
-        `[UNK]` in a vocabulary without one).
-        """
-        pieces = self.split(text)  # (B, None)
-        ids = tf.ragged.map_flat_values(self.table.lookup, pieces)  # (B, None) int64
-        tokens = tf.cast(ids.to_tensor(default_value=PADDING_ID), tf.int32)  # (B, T)
-        return tokens, tf.cast(ids.row_lengths(), tf.int32)
 
-    def encode_rows(self, text, name, row="row"):
-        """`encode`, failing the call (INVALID_ARGUMENT naming input `name`) if a row has no token."""
-        tokens, lengths = self.encode(text)
-        shortest = tf.reduce_min(tf.concat([lengths, [1]], axis=0))  # 1 for an empty batch
-        message = f"Received an invalid `{name}`: every {row} needs at least one token, got an empty one"
-        return tuple(guarded([tokens, lengths], [require(shortest > 0, message)]))
+class LayerTables(_Tables):
+    """In-graph text signatures whose ids come from a Keras text layer (a `TextVectorization`).
 
-    def decode(self, tokens):
-        """`(B, N)` ids → `(B,)` strings (`[UNK]` prints as itself, the padding token as nothing)."""
-        pieces = tf.gather(tf.constant(self.tokens), tokens)  # (B, N)
-        return tf.strings.reduce_join(pieces, axis=-1)
+    Args:
+        layer: Callable `(B,)` strings → `(B, None)` ragged ids, e.g.
+            `TextVectorization(..., ragged=True)`; it holds its own lookup.
+        vocabulary: The layer's vocabulary as a `Vocabulary`.
+        separator: Written before every decoded token but the padding
+            token: `""` for characters, `" "` for whitespace-split words (so
+            a decoded continuation appends to its prompt).
+
+    Attributes:
+        table: The layer; track it in the export.
+    """
+
+    def __init__(self, layer, vocabulary, separator=""):
+        pieces = [
+            "" if i == vocabulary.padding_id else separator + t for i, t in enumerate(vocabulary.tokens)
+        ]
+        super().__init__(vocabulary, pieces)
+        self.table = layer
+
+    def ids(self, text):
+        text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+        return tf.cast(self.table(text), tf.int64)
