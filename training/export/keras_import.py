@@ -16,7 +16,7 @@ made of these layers converts:
 | `Dense` / `TimeDistributed(Dense)` with `softmax` or `log_softmax`, or followed by a `Softmax` / `Activation("softmax")` layer | a linear copy of the `Dense` |
 | `Activation("linear")` (a mixed-precision model's float32 output) | dropped |
 | `StringLookup` as the first layer (one OOV token: `mask_token=None`, `[UNK]` at id 0, or `mask_token=""`, `[UNK]` at id 1) | dropped: the chain takes its ids (`model_vocabulary` gives its tokens) |
-| `TextVectorization` as the first layer (`output_mode="int"`, `split="character"` or `"whitespace"`, a built-in `standardize`, no `ngrams`) | dropped: the chain takes its ids; the text signatures run the layer (`vectorizer_tables`) |
+| `TextVectorization` as the first layer (`output_mode="int"`, `split="character"` or `"whitespace"`, a built-in `standardize`, no `ngrams`) | dropped: the chain takes its ids; the text signatures run the layer (`keras_text.vectorizer_tables`) |
 | `Embedding(mask_zero=True)` when id 0 is the padding token | an `Embedding` that masks nothing (text never holds id 0) |
 
 A softmax output layer gives probabilities p = softmax(z); the chain serves
@@ -48,8 +48,13 @@ from rnnserve.errors import UserError
 from rnnserve.models.cells import RecurrentCell
 from rnnserve.models.convert import KERAS_CELLS, load_keras_weights
 from rnnserve.models.recurrent import Recurrent
-from rnnserve.training.export.text import LayerTables
-from rnnserve.training.export.vocab_files import LAYOUTS
+from rnnserve.training.export.keras_text import (
+    lookup_problem,
+    model_input,
+    model_vocabulary,
+    text_vectorization,
+    vectorizer_problem,
+)
 from rnnserve.training.vocab import PADDING, UNK
 
 SUPPORTED = (
@@ -64,9 +69,6 @@ OUR_CELLS = {keras_cell: ours for ours, keras_cell in KERAS_CELLS.items()}
 # Cell config keys that describe the layer, not the cell's computation.
 _LAYER_KEYS = ("name", "dtype", "trainable", "units", "dropout", "seed")
 _PROBE_SHAPE = (2, 7)
-# TextVectorization options a language model's text signatures reproduce.
-_SPLITS = {"character": "", "whitespace": " "}  # split → what goes between decoded tokens
-_STANDARDIZE = (None, "lower", "strip_punctuation", "lower_and_strip_punctuation")
 # How far the chain's logits may be from the model's on the probe, by the model's compute dtype:
 # float32 arithmetic in a different order, or the rounding of a mixed-precision model.
 _PROBE_TOLERANCE = {"float32": 1e-4, "float16": 3e-2, "bfloat16": 2e-1}
@@ -152,15 +154,16 @@ def _convert(layer, padded):
     if _activation(layer) in _NORMALIZING:
         return None  # a trailing Softmax layer; `_output_transform` applies it when comparing
     if _activation(layer) == "linear":
-        return (
-            None  # an identity, e.g. `Activation("linear", dtype="float32")` ending a mixed-precision model
+        return None  # an identity: `Activation("linear", dtype="float32")` ends a mixed-precision model
+    if isinstance(layer, (keras.layers.StringLookup, keras.layers.TextVectorization)):
+        problem = (
+            lookup_problem(layer)
+            if isinstance(layer, keras.layers.StringLookup)
+            else vectorizer_problem(layer)
         )
-    if isinstance(layer, keras.layers.StringLookup):
-        _check_lookup(layer)
-        return None
-    if isinstance(layer, keras.layers.TextVectorization):
-        _check_vectorizer(layer)
-        return None
+        if problem:
+            raise _refuse(layer, problem)
+        return None  # the chain takes the layer's ids
     raise _refuse(layer, "it is not a layer of a chain language model")
 
 
@@ -187,77 +190,6 @@ def _unmasked_copy(embedding):
     copy.build()
     copy.set_weights(embedding.get_weights())
     return copy
-
-
-def _check_vectorizer(layer):
-    config = layer.get_config()
-    problems = (
-        (config["output_mode"] != "int", f"output_mode={config['output_mode']!r} gives no token ids", 'output_mode="int"'),
-        (config["ngrams"] is not None, "ngrams are not tokens one after another", "ngrams=None"),
-        (config["split"] not in _SPLITS, f"split={config['split']!r} is not a split the export can decode",
-         'split="character" or split="whitespace"'),
-        (config["standardize"] not in _STANDARDIZE, f"standardize={config['standardize']!r} is not a built-in",
-         f"standardize one of {', '.join(map(repr, _STANDARDIZE))}"),
-    )  # fmt: skip
-    for failed, reason, fix in problems:
-        if failed:
-            raise _refuse(layer, f"{reason}; a language model's TextVectorization needs {fix}")
-
-
-def text_vectorization(model):
-    """The model's own `TextVectorization` layer, or None."""
-    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.TextVectorization)]
-    return layers[0] if len(layers) == 1 else None
-
-
-def vectorizer_tables(layer, vocabulary):
-    """`LayerTables` that standardize, split and look text up as `layer` does, for any text length.
-
-    A twin of the layer with `ragged=True` and no `output_sequence_length`
-    (a prompt is never cut or padded); decoding writes `split`'s separator
-    before each token.
-
-    Example:
-
-    >>> from rnnserve.training.vocab import Vocabulary
-    >>> layer = keras.layers.TextVectorization(split="character", standardize="lower")
-    >>> layer.adapt(["Hi there"])
-    >>> tokens = tuple(map(str, layer.get_vocabulary()))  # ('', '[UNK]', 'h', 'e', 't', 'r', 'i', ' ')
-    >>> tables = vectorizer_tables(layer, Vocabulary(tokens, "char"))
-    >>> tables.encode(tf.constant(["HI!"]))[0].numpy()  # lowercased as the layer does; "!" is [UNK]
-    array([[2, 6, 1]], dtype=int32)
-    """
-    config = {**layer.get_config(), "ragged": True, "output_sequence_length": None}
-    config.update(name=f"{layer.name}_ragged", vocabulary=[str(token) for token in layer.get_vocabulary()])
-    twin = keras.layers.TextVectorization.from_config(config)
-    twin.build((None,))  # (B,) strings; an export tracks built layers only
-    return LayerTables(twin, vocabulary, separator=_SPLITS[config["split"]])
-
-
-def _check_lookup(layer):
-    vocabulary = layer.get_vocabulary()
-    if layer.num_oov_indices != 1 or (vocabulary[:1] != [UNK] and vocabulary[:2] != [PADDING, UNK]):
-        raise _refuse(
-            layer,
-            f"a language model's vocabulary starts with {LAYOUTS}, but this lookup's starts "
-            f'{vocabulary[:2]}; use StringLookup(mask_token=None) or StringLookup(mask_token=""), '
-            "with one OOV token",
-        )
-
-
-def model_vocabulary(model):
-    """The token list of the model's own `StringLookup` or `TextVectorization` (id i → token i), or None.
-
-    Example:
-
-    >>> text = keras.Input(shape=(None,), dtype="string")
-    >>> ids = keras.layers.StringLookup(vocabulary=list("abc"))(text)
-    >>> model_vocabulary(keras.Model(text, ids))
-    ['[UNK]', 'a', 'b', 'c']
-    """
-    kinds = (keras.layers.StringLookup, keras.layers.TextVectorization)
-    lookups = [layer for layer in model.layers if isinstance(layer, kinds)]
-    return [str(token) for token in lookups[0].get_vocabulary()] if len(lookups) == 1 else None
 
 
 def _output_transform(model):
@@ -339,26 +271,13 @@ def as_language_model(model, padded=False):
     return chain
 
 
-def _probe_input(model, probe):
-    """What `model` takes for the token ids `probe` (B, T): the ids, their tokens, or their text."""
-    vocabulary = model_vocabulary(model)
-    if vocabulary is None:
-        return probe
-    tokens = np.asarray(vocabulary, dtype=object)[probe]  # (B, T)
-    vectorizer = text_vectorization(model)
-    if vectorizer is None:
-        return tokens
-    text = np.array([_SPLITS[vectorizer.get_config()["split"]].join(row) for row in tokens], dtype=object)
-    return text.reshape((-1, *[1] * (len(model.inputs[0].shape) - 1)))  # (B,) or (B, 1)
-
-
 def _check_reproduces(model, chain, vocab_size, first_id):
     batch, length = _PROBE_SHAPE
     vectorizer = text_vectorization(model)
     if vectorizer is not None and vectorizer.get_config()["output_sequence_length"]:
         length = min(length, vectorizer.get_config()["output_sequence_length"])  # the model cuts text there
     probe = np.random.default_rng(0).integers(first_id, vocab_size, (batch, length)).astype("int32")  # (B, T)
-    expected = keras.ops.convert_to_numpy(model(_probe_input(model, probe), training=False))
+    expected = keras.ops.convert_to_numpy(model(model_input(model, probe), training=False))
     expected = expected[:, : probe.shape[1]]  # a TextVectorization may pad to output_sequence_length
     got = keras.ops.convert_to_numpy(_output_transform(model)(chain(probe, training=False)))
     tolerance = max(_PROBE_TOLERANCE.get(layer.compute_dtype, 1e-4) for layer in model.layers)

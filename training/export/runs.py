@@ -36,14 +36,10 @@ from rnnserve import __version__
 from rnnserve.errors import UserError
 from rnnserve.training.export import CONTRACTS, DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
 from rnnserve.training.export.keras_files import custom_objects_from, load_keras_file
-from rnnserve.training.export.keras_import import (
-    as_language_model,
-    model_vocabulary,
-    text_vectorization,
-    vectorizer_tables,
-)
+from rnnserve.training.export.keras_import import as_language_model
+from rnnserve.training.export.keras_text import model_text
 from rnnserve.training.export.language_model import LanguageModelSignatures
-from rnnserve.training.export.vocab_files import FORMATS, read_vocabulary, vocabulary_from_tokens
+from rnnserve.training.export.vocab_files import read_vocabulary
 from rnnserve.training.export.writer import Endpoint, write_savedmodel
 from rnnserve.training.files import read_json
 from rnnserve.training.run_directory import RunDirectory
@@ -294,37 +290,6 @@ def export_run(
     )
 
 
-def _model_text(model, vocabulary):
-    """`(vocabulary, tables, metadata)` of a language model's text signatures.
-
-    A model with its own `TextVectorization` encodes text with it (a
-    `--vocab` must then be the layer's vocabulary); else the vocabulary is
-    `--vocab`'s, or the model's own `StringLookup`'s, or an error asking
-    for `--vocab`.
-    """
-    tokens = model_vocabulary(model)
-    vectorizer = text_vectorization(model)
-    if vectorizer is not None:
-        config = vectorizer.get_config()
-        level = "char" if config["split"] == "character" else "word"
-        own = vocabulary_from_tokens(tokens, f"the TextVectorization of model `{model.name}`", level)
-        if vocabulary is not None and vocabulary.tokens != own.tokens:
-            raise UserError(
-                f"--vocab is not the vocabulary of model `{model.name}`'s own TextVectorization, which "
-                "encodes its text; leave --vocab out."
-            )
-        described = {key: config[key] for key in ("standardize", "split", "output_sequence_length")}
-        return own, vectorizer_tables(vectorizer, own), {"text_vectorization": described}
-    if vocabulary is not None:
-        return vocabulary, None, {}
-    if tokens is None:
-        raise UserError(
-            f"Model `{model.name}` is a language model: pass --vocab FILE, the vocabulary its token ids "
-            f"come from ({FORMATS})."
-        )
-    return vocabulary_from_tokens(tokens, f"the StringLookup of model `{model.name}`"), None, {}
-
-
 def _plain_reason(error):
     """The first sentence of a conversion refusal, for the notice of a plain export."""
     return str(error).split(". Supported layers")[0].rstrip(".")
@@ -394,7 +359,7 @@ def export_keras_model(
     if chain is None:
         metadata = {"task": "keras", **provenance}
         return write_savedmodel(export_base, [model_endpoint(model)], metadata, [model], version, progress)
-    vocabulary, tables, text_metadata = _model_text(model, vocabulary)
+    vocabulary, tables, text_metadata = model_text(model, vocabulary)
     return export_language_model(
         chain,
         vocabulary,
