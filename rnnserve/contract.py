@@ -36,7 +36,11 @@ SEED = "seed"  # int64 ()
 PROMPT = "prompt"  # string (B,)
 TEXT = "text"  # string (B,)
 LENGTHS = "lengths"  # int32 (B,): tokens per row of `encode`
-UNK_TOKEN_ID = 0  # `[UNK]`'s id in every vocabulary: what `encode` gives an unknown character or word
+# `[UNK]`, what `encode` gives an unknown character or word, is id 0, or id 1
+# when id 0 is the padding token "" (TextVectorization's layout); rnnserve.json
+# says which (`unk_id`, `padding_id`), and `decode` of that id gives UNK_TOKEN.
+UNK_TOKEN = "[UNK]"
+UNK_TOKEN_ID = 0  # `[UNK]`'s id in the vocabularies rnnserve builds
 LABEL = "label"  # string (B,): the predicted class of `classify_text`
 PROBABILITIES = "probabilities"  # float32 (B, C): softmax of a classifier's logits
 
@@ -51,6 +55,7 @@ TASK = "task"
 VOCAB_SIZE = "vocab_size"
 VOCAB_LEVEL = "vocab_level"
 UNK_ID = "unk_id"
+PADDING_ID = "padding_id"  # 0, or null when the vocabulary has no padding token
 STATE_SIZE = "state_size"
 STATE_LAYOUT = "state_layout"
 MAX_NEW_TOKENS_LIMIT = "max_new_tokens_limit"

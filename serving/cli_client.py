@@ -194,7 +194,7 @@ def generate(args: argparse.Namespace) -> int:
                     f"model {args.model} has no encode/decode signatures, so it cannot take a text prompt."
                 )
             tokens = session.encode(args.prompt)
-            note = unknown_prompt_note(args.prompt, tokens[0])
+            note = unknown_prompt_note(args.prompt, tokens[0], unknown_token_id(session))
             if note:
                 print(f"rnnserve generate: note: {note}", file=sys.stderr)
             session.feed(tokens)
@@ -206,8 +206,20 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def unknown_prompt_note(prompt: str, tokens) -> str | None:
-    """What of `prompt` the model's `encode` turned into [UNK], in one sentence (None if nothing).
+def unknown_token_id(session) -> int:
+    """The model's `[UNK]` id, asked of its `decode` signature: 0, or 1 when id 0 is the padding token.
+
+    The vocabulary is inside the SavedModel, so the client asks the server:
+    `[UNK]` decodes to itself, and a vocabulary holds it once, at id 0 or 1
+    (docs/savedmodel.md).
+    """
+    padded_unk_id = contract.UNK_TOKEN_ID + 1
+    (text,) = session.decode([[padded_unk_id]])
+    return padded_unk_id if text == contract.UNK_TOKEN else contract.UNK_TOKEN_ID
+
+
+def unknown_prompt_note(prompt: str, tokens, unk_id: int = contract.UNK_TOKEN_ID) -> str | None:
+    """What of `prompt` the model's `encode` turned into [UNK] (id `unk_id`), in one sentence (None if nothing).
 
     Names the distinct characters, in order of appearance, for a
     character-level vocabulary (one token per character); with a word-level
@@ -219,14 +231,14 @@ def unknown_prompt_note(prompt: str, tokens) -> str | None:
     "the model's vocabulary has no 'é'; the prompt feeds it as [UNK]."
     """
     tokens = [int(token) for token in tokens]
-    count = tokens.count(contract.UNK_TOKEN_ID)
+    count = tokens.count(unk_id)
     if not count:
         return None
     if len(tokens) != len(prompt):
         if count == 1:
             return "1 word of the prompt is not in the model's vocabulary; it is fed as [UNK]."
         return f"{count} words of the prompt are not in the model's vocabulary; they are fed as [UNK]."
-    unknown = list(dict.fromkeys(c for c, token in zip(prompt, tokens) if token == contract.UNK_TOKEN_ID))
+    unknown = list(dict.fromkeys(c for c, token in zip(prompt, tokens) if token == unk_id))
     them = "it" if len(unknown) == 1 else "them"
     return f"the model's vocabulary has no {', '.join(map(repr, unknown))}; the prompt feeds {them} as [UNK]."
 

@@ -77,6 +77,7 @@ RUN = (
     "rnnserve.serving.version_source",
     "rnnserve.training.corpus",
     "rnnserve.training.export.keras_import",
+    "rnnserve.training.export.keras_text",
     "rnnserve.sampling",
     "rnnserve.training.export.warmup",
     "rnnserve.training.files",

@@ -1,8 +1,11 @@
 """`Vocabulary`: text ↔ token ids, at character or word level, saved as JSON
 next to every model.
 
-Id 0 is always `[UNK]`, the token of everything not in the vocabulary; it is
-never generated. Character level keeps every distinct character (sorted, so
+`[UNK]` is the token of everything not in the vocabulary. It is id 0 in the
+vocabularies rnnserve builds; a vocabulary may instead start with the
+padding token `""` at id 0 and `[UNK]` at id 1 (the layout of Keras'
+`TextVectorization` and of `StringLookup(mask_token="")`). Neither id is
+text a model writes: both are never generated (`reserved_ids`). Character level keeps every distinct character (sorted, so
 the same text always gives the same ids). Word level splits text with
 `WORD_PATTERN` into words, single whitespace characters and single
 punctuation characters, so `decode(encode(text)) == text` whenever every
@@ -23,7 +26,9 @@ import numpy as np
 from rnnserve.training.files import atomic_write_text
 
 UNK = "[UNK]"
-UNK_ID = 0
+UNK_ID = 0  # `[UNK]`'s id in the vocabularies rnnserve builds
+PADDING = ""  # Keras' mask token, at id 0 of a TextVectorization vocabulary
+PADDING_ID = 0
 LEVELS = ("char", "word")
 # A word, or one whitespace character, or one other character.
 WORD_PATTERN = r"[A-Za-z0-9_]+|\s|[^A-Za-z0-9_\s]"
@@ -48,11 +53,20 @@ def split_tokens(text, level):
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """An ordered token list: `tokens[i]` is the token of id i, `tokens[0]` is `[UNK]`.
+    """An ordered token list: `tokens[i]` is the token of id i.
 
     Args:
-        tokens: The tokens, `[UNK]` first.
+        tokens: The tokens: `[UNK]` first, or the padding token `""` then
+            `[UNK]` (TextVectorization's layout).
         level: `"char"` or `"word"`.
+
+    Attributes:
+        unk_id: The id of `[UNK]` (0, or 1 after the padding token): what an
+            unknown token encodes to.
+        padding_id: `PADDING_ID` when the vocabulary has the padding token,
+            else `None`.
+        reserved_ids: The ids that are not text (`[UNK]`, padding): never
+            generated.
 
     Example:
 
@@ -61,6 +75,9 @@ class Vocabulary:
     array([4, 3, 5, 5], dtype=int32)
     >>> vocab.decode(vocab.encode("hello?"))
     'hello[UNK]'
+    >>> padded = Vocabulary(("", "[UNK]", "h", "i"))
+    >>> padded.encode("hi!"), padded.reserved_ids
+    (array([2, 3, 1], dtype=int32), (0, 1))
     """
 
     tokens: tuple[str, ...]
@@ -71,11 +88,20 @@ class Vocabulary:
             raise ValueError(
                 f"Received an invalid vocabulary level {self.level!r}; expected one of {LEVELS}."
             )
-        if not self.tokens or self.tokens[0] != UNK:
-            raise ValueError(f"A vocabulary's first token must be {UNK!r}.")
+        if self.tokens[:1] == (UNK,):
+            unk_id, padding_id = UNK_ID, None
+        elif self.tokens[:2] == (PADDING, UNK):
+            unk_id, padding_id = UNK_ID + 1, PADDING_ID
+        else:
+            raise ValueError(
+                f"A vocabulary starts with {UNK!r}, or with the padding token {PADDING!r} then {UNK!r}."
+            )
         if len(set(self.tokens)) != len(self.tokens):
             raise ValueError("A vocabulary's tokens must be distinct.")
         object.__setattr__(self, "_ids", {token: i for i, token in enumerate(self.tokens)})
+        object.__setattr__(self, "unk_id", unk_id)
+        object.__setattr__(self, "padding_id", padding_id)
+        object.__setattr__(self, "reserved_ids", tuple(range(unk_id + 1)))
 
     @classmethod
     def build(cls, text, level="char", max_size=None, min_count=1):
@@ -99,18 +125,19 @@ class Vocabulary:
         return len(self.tokens)
 
     def id_of(self, token):
-        """The id of one token, `UNK_ID` if unknown."""
-        return self._ids.get(token, UNK_ID)
+        """The id of one token, `unk_id` if unknown."""
+        return self._ids.get(token, self.unk_id)
 
     def encode(self, text):
-        """Text → `(N,)` int32 ids; unknown tokens become `UNK_ID`."""
+        """Text → `(N,)` int32 ids; unknown tokens become `unk_id`."""
         return np.array([self.id_of(t) for t in split_tokens(text, self.level)], dtype=np.int32)
 
     def decode(self, ids):
-        """Ids → text; `[UNK]` prints as itself."""
+        """Ids → text; `[UNK]` prints as itself, the padding token as nothing."""
         return "".join(self.tokens[int(i)] for i in np.asarray(ids).reshape(-1))
 
     def to_json(self):
+        """The JSON text `save` writes: `{"format", "level", "tokens"}`."""
         return json.dumps(
             {"format": FORMAT, "level": self.level, "tokens": list(self.tokens)}, ensure_ascii=False
         )

@@ -91,22 +91,24 @@ def keras_logits(model, tokens):
     return np.array(model(np.asarray(tokens, np.int32), training=False))
 
 
-def python_greedy(model, prompts, count):
+def python_greedy(model, prompts, count, masked_ids=(0,)):
     """Greedy continuation by re-running the Keras model on the whole sequence each step.
 
     Args:
         model: The Keras language model.
         prompts: `(B, T)` int ids.
         count: How many tokens to generate.
+        masked_ids: Ids excluded from the argmax ([UNK], and padding when
+            the vocabulary has it). Default: `(0,)`.
 
     Returns:
-        `(B, count)` int32, never id 0 ([UNK] is excluded from the argmax).
+        `(B, count)` int32, never one of `masked_ids`.
     """
     sequences = np.asarray(prompts, np.int32)
     generated = []
     for _ in range(count):
         last = keras_logits(model, sequences)[:, -1].copy()  # (B, V)
-        last[:, 0] = -np.inf
+        last[:, list(masked_ids)] = -np.inf
         token = np.argmax(last, axis=-1).astype(np.int32)  # (B,)
         generated.append(token)
         sequences = np.concatenate([sequences, token[:, None]], axis=1)

@@ -4,7 +4,9 @@ The files are written by `tf_keras` in a subprocess (it and Keras 3 do not
 share a process), which also records the oracle: the logits tf.keras
 computes for a probe batch and greedy continuations by re-running the tf.keras
 model on the whole growing sequence. The exports are made the way a user
-makes them and read back through the SavedModel.
+makes them and read back through the SavedModel. Two of the language
+models are saved under the `mixed_float16` policy (an `.h5` and a
+`.keras`), ending in the mixed-precision guide's float32 output layers.
 """
 
 import json
@@ -16,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from rnnserve.training.export import export_keras_model
+from rnnserve.training.export.keras2 import read_config as keras2_config
 from tests.export.artifacts import build_once, load_savedmodel, run_rnnserve, shared_root, user_error_line
 from tests.export.test_keras_file_errors import SCALE_MODULE
 
@@ -75,13 +78,26 @@ models = {
     "scaled.h5": k.Sequential([k.Input((None,), dtype="int32"), L.Embedding(V, 4), Scale(3.0),
                                L.GRU(5, return_sequences=True), L.Dense(V)]),
 }
+
+
+def mixed_precision(final):  # a language model built under the mixed_float16 policy, float32 logits
+    k.mixed_precision.set_global_policy("mixed_float16")
+    model = k.Sequential([k.Input((None,), dtype="int32"), L.Embedding(V, 6), L.LSTM(8, return_sequences=True),
+                          L.GRU(7, return_sequences=True), *final()])
+    k.mixed_precision.set_global_policy("float32")
+    return model
+
+
+# The two float32 outputs of the mixed-precision guide: a float32 Dense, or a float32 linear Activation.
+models["mixed_lm.h5"] = mixed_precision(lambda: [L.Dense(V), L.Activation("linear", dtype="float32")])
+models["mixed_lm.keras"] = mixed_precision(lambda: [L.Dense(V, dtype="float32")])
 tokens = rng.integers(1, V, (3, 8)).astype("int32")
 oracle = {"tokens": tokens}
 for name, model in models.items():
     randomized(model).save(f"{out}/{name}")
     stem = name.split(".")[0]
-    oracle[stem] = model(tokens, training=False).numpy()
-    if stem not in ("classifier", "scaled"):
+    oracle[name.replace(".", "_") if stem == "mixed_lm" else stem] = model(tokens, training=False).numpy()
+    if stem not in ("classifier", "scaled", "mixed_lm"):
         oracle[stem + "_greedy"] = greedy(model, tokens[:, :3], greedy_count)
 np.savez(f"{out}/oracle.npz", **oracle)
 print(json.dumps({"keras_version": k.__version__}))
@@ -201,3 +217,32 @@ def test_a_keras2_model_with_its_own_layer_needs_custom_objects_and_then_serves_
     signature = load_savedmodel(result.stdout.strip()).signatures["serving_default"]
     (output,) = signature(**{next(iter(signature.structured_input_signature[1])): oracle["tokens"]}).values()
     np.testing.assert_allclose(output.numpy(), oracle["scaled"], atol=1e-5, rtol=0)
+
+
+# float16 keeps 11 significant bits: the model computes in float16, the export its recurrent layers in
+# float32 (measured: at most 2e-3 apart on these logits, of size 3).
+FLOAT16_TOLERANCE = 1e-2
+
+
+@pytest.mark.parametrize("name", ["mixed_lm.h5", "mixed_lm.keras"])
+def test_a_keras2_mixed_float16_language_model_exports_through_the_cli_with_tf_keras_logits(
+    keras2, tmp_path, name
+):
+    path, oracle = keras2
+    config = json.dumps(keras2_config(path / name))
+    assert '"mixed_float16"' in config  # saved under the mixed-precision policy
+    result = run_rnnserve(
+        "export", "--keras-model", path / name, "--vocab", path / "vocab.json", "--contract", "language-model",
+        "--export-base", tmp_path / "base",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout.splitlines() == [str(tmp_path / "base" / "1")]
+    signatures = load_savedmodel(str(tmp_path / "base" / "1")).signatures
+    tokens = tf.constant(oracle["tokens"])
+    expected = oracle[name.replace(".", "_")]
+    logits = signatures["serving_default"](tokens=tokens)["logits"]
+    assert logits.dtype == tf.float32
+    np.testing.assert_allclose(logits.numpy(), expected, atol=FLOAT16_TOLERANCE, rtol=0)
+    step = signatures["step"](tokens=tokens, state=tf.zeros((3, 2 * 8 + 7)))["logits"].numpy()
+    np.testing.assert_allclose(step, expected, atol=FLOAT16_TOLERANCE, rtol=0)
+    assert np.abs(expected).max() > 100 * FLOAT16_TOLERANCE  # the tolerance is small against the logits

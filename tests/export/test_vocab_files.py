@@ -29,13 +29,21 @@ def test_a_string_lookup_vocabulary_list_keeps_its_ids(tmp_path):
     assert list(vocabulary.tokens) == tokens and vocabulary.level == "char"
 
 
-def test_a_text_vectorization_vocabulary_starts_with_its_padding_token_as_unk(tmp_path):
+def test_a_text_vectorization_vocabulary_keeps_its_padding_token_and_unk_at_id_1(tmp_path):
     layer = keras.layers.TextVectorization(vocabulary=["the", "cat"], standardize=None)
     tokens = layer.get_vocabulary()  # ['', '[UNK]', 'the', 'cat']
-    with pytest.raises(UserError, match=r"has '' at id 0 and '\[UNK\]' at id 1; a language model's id 0 is"):
-        read_vocabulary(_file(tmp_path, tokens))
-    vocabulary = read_vocabulary(_file(tmp_path, ["", "the", "cat"]))
-    assert vocabulary.tokens == ("[UNK]", "the", "cat") and vocabulary.level == "word"
+    vocabulary = read_vocabulary(_file(tmp_path, tokens))
+    assert list(vocabulary.tokens) == tokens and vocabulary.level == "word"
+    assert (vocabulary.unk_id, vocabulary.padding_id, vocabulary.reserved_ids) == (1, 0, (0, 1))
+    assert list(vocabulary.encode("the dog")) == [int(i) for i in layer(["the"]).numpy()[0]] + [1, 1]
+    vocabulary = read_vocabulary(_file(tmp_path, ["", "the", "cat"]))  # no OOV token: "" is [UNK]
+    assert vocabulary.tokens == ("[UNK]", "the", "cat") and vocabulary.unk_id == 0
+
+
+def test_a_tokenizer_word_index_with_an_unk_oov_token_leaves_id_0_to_padding(tmp_path):
+    # Tokenizer(oov_token="[UNK]").word_index: the OOV token is id 1, id 0 is what pad_sequences pads with.
+    vocabulary = read_vocabulary(_file(tmp_path, {"[UNK]": 1, "the": 2, "cat": 3}))
+    assert vocabulary.tokens == ("", "[UNK]", "the", "cat") and vocabulary.unk_id == 1
 
 
 def test_a_tokenizer_word_index_mapping_puts_unk_at_the_unused_id_0(tmp_path):
@@ -62,7 +70,11 @@ def test_rnnserve_s_own_format_keeps_its_level(tmp_path):
         ),
         ({"a": 1, "b": 1}, r"maps both 'a' and 'b' to id 1"),
         (["[UNK]", "a", 7], r"the token of id 2 is a number, not a string"),
-        (["a", "b"], r"has 'a' at id 0; a language model's id 0 is the unknown token '\[UNK\]'"),
+        (["a", "b"], r"has 'a' at id 0; a language model's vocabulary has the unknown token '\[UNK\]'"),
+        (
+            ["", "a", "[UNK]"],
+            r"has '' at id 0 and '\[UNK\]' at id 2; .* at id 0, or the padding token '' at id 0",
+        ),
         (["[UNK]", "a", "a"], r"lists the token 'a' twice"),
         (42, r"holds a number; expected \{\"level\": \"char\"\|\"word\", \"tokens\""),
         ("not json", r"is not a JSON file \(Expecting value: line 1 column 1 \(char 0\)\); expected"),

@@ -9,6 +9,7 @@
 | `keras_files` | a user's Keras file → a Keras 3 model (custom layers, clear errors) |
 | `keras2` | Keras 2 (tf.keras) `.keras` / `.h5` files made loadable by Keras 3 |
 | `keras_import` | Keras built-in LMs → chains of rnnserve's layers |
+| `keras_text` | a Keras LM's own StringLookup / TextVectorization as its vocabulary and text signatures |
 | `vocab_files` | vocabulary files: rnnserve's format, token lists, `{token: id}` mappings |
 | `writer` | endpoints → verified SavedModel → published version |
 | `versions` | atomic, concurrent-safe version directories |

@@ -20,19 +20,23 @@ _BAR_WIDTH = 24
 _EPILOG = """\
 A Keras model file (--keras-model) may be a Keras 3 .keras file or a Keras 2
 (tf.keras, TensorFlow <= 2.15) .keras or .h5 file. A language model
-(Embedding -> SimpleRNN/LSTM/GRU with return_sequences=True -> Dense giving
-logits or softmax probabilities) gets the serving_default, step, generate,
-generate_text, encode and decode signatures; any other model (a classifier,
-a Bidirectional encoder, Conv1D layers, several inputs) one serving_default
-of its own input and output names.
+([StringLookup or TextVectorization ->] Embedding -> SimpleRNN/LSTM/GRU with
+return_sequences=True -> Dense giving logits or softmax probabilities) gets
+the serving_default, step, generate, generate_text, encode and decode
+signatures; any other model (a classifier, a Bidirectional encoder, Conv1D
+layers, several inputs) one serving_default of its own input and output
+names.
 
 The vocabulary (--vocab) maps token ids to text. It may be rnnserve's own
 format, {"level": "char"|"word", "tokens": ["[UNK]", ...]} (id i is the i-th
-token, id 0 the unknown token [UNK], which is never generated), a JSON list
-of tokens (StringLookup.get_vocabulary()), or a JSON {token: id} mapping
-(Tokenizer.word_index; a missing id 0 or a "" at id 0 becomes [UNK]). A list
-or mapping is character level when every token is one character, else word
-level. A model whose first layer is a StringLookup needs no --vocab.
+token), a JSON list of tokens (StringLookup.get_vocabulary() or
+TextVectorization.get_vocabulary()), or a JSON {token: id} mapping
+(Tokenizer.word_index; a missing id 0 becomes [UNK]). The unknown token
+[UNK] is id 0, or id 1 after the padding token "" at id 0 (Keras' layout);
+neither is ever generated. A list or mapping is character level when every
+token is one character, else word level. A model whose first layer is a
+StringLookup or a TextVectorization (output_mode="int", split="character" or
+"whitespace") needs no --vocab: its text signatures use the layer's own.
 """
 
 

@@ -14,7 +14,10 @@ made of these layers converts:
 | `Dropout` | itself (inactive when serving) |
 | `Dense` / `TimeDistributed(Dense)`, linear | the `Dense` |
 | `Dense` / `TimeDistributed(Dense)` with `softmax` or `log_softmax`, or followed by a `Softmax` / `Activation("softmax")` layer | a linear copy of the `Dense` |
-| `StringLookup` as the first layer (`mask_token=None`, one OOV token: `[UNK]` at id 0) | dropped: the chain takes its ids (`model_vocabulary` gives its tokens) |
+| `Activation("linear")` (a mixed-precision model's float32 output) | dropped |
+| `StringLookup` as the first layer (one OOV token: `mask_token=None`, `[UNK]` at id 0, or `mask_token=""`, `[UNK]` at id 1) | dropped: the chain takes its ids (`model_vocabulary` gives its tokens) |
+| `TextVectorization` as the first layer (`output_mode="int"`, `split="character"` or `"whitespace"`, a built-in `standardize`, no `ngrams`) | dropped: the chain takes its ids; the text signatures run the layer (`keras_text.vectorizer_tables`) |
+| `Embedding(mask_zero=True)` when id 0 is the padding token | an `Embedding` that masks nothing (text never holds id 0) |
 
 A softmax output layer gives probabilities p = softmax(z); the chain serves
 its pre-activation z as the logits (log p = z − logsumexp(z): logits up to a
@@ -45,10 +48,17 @@ from rnnserve.errors import UserError
 from rnnserve.models.cells import RecurrentCell
 from rnnserve.models.convert import KERAS_CELLS, load_keras_weights
 from rnnserve.models.recurrent import Recurrent
-from rnnserve.training.vocab import UNK
+from rnnserve.training.export.keras_text import (
+    lookup_problem,
+    model_input,
+    model_vocabulary,
+    text_vectorization,
+    vectorizer_problem,
+)
+from rnnserve.training.vocab import PADDING, UNK
 
 SUPPORTED = (
-    "Embedding (after an optional StringLookup), SimpleRNN/LSTM/GRU with return_sequences=True, keras.layers.RNN "
+    "Embedding (after an optional StringLookup or TextVectorization), SimpleRNN/LSTM/GRU with return_sequences=True, keras.layers.RNN "
     "over a cell of rnnserve.models.cells, rnnserve.models.Recurrent, Dropout, and a Dense or "
     "TimeDistributed(Dense) giving logits or softmax probabilities"
 )
@@ -59,7 +69,9 @@ OUR_CELLS = {keras_cell: ours for ours, keras_cell in KERAS_CELLS.items()}
 # Cell config keys that describe the layer, not the cell's computation.
 _LAYER_KEYS = ("name", "dtype", "trainable", "units", "dropout", "seed")
 _PROBE_SHAPE = (2, 7)
-_PROBE_TOLERANCE = 1e-4
+# How far the chain's logits may be from the model's on the probe, by the model's compute dtype:
+# float32 arithmetic in a different order, or the rounding of a mixed-precision model.
+_PROBE_TOLERANCE = {"float32": 1e-4, "float16": 3e-2, "bfloat16": 2e-1}
 
 
 def _refuse(layer, reason):
@@ -106,14 +118,18 @@ def _recurrent_from_rnn(layer):
     )
 
 
-def _convert(layer):
+def _convert(layer, padded):
     """One source layer → the chain layer replacing it (None to drop it)."""
     if isinstance(layer, keras.layers.InputLayer):
         return None
     if isinstance(layer, keras.layers.Embedding):
-        if layer.mask_zero:
-            raise _refuse(layer, "mask_zero=True would mask [UNK] (id 0); rebuild it with mask_zero=False")
-        return layer
+        if layer.mask_zero and not padded:
+            raise _refuse(
+                layer,
+                "mask_zero=True would mask [UNK] (id 0); rebuild it with mask_zero=False, or use a "
+                'vocabulary whose id 0 is the padding token ""',
+            )
+        return _unmasked_copy(layer) if layer.mask_zero else layer
     if isinstance(layer, Recurrent):
         if layer.bidirectional:
             raise _refuse(layer, "a bidirectional layer reads the future, so it cannot generate")
@@ -137,9 +153,17 @@ def _convert(layer):
         raise _refuse(layer, "the output layer must give logits or probabilities (no activation, or softmax)")
     if _activation(layer) in _NORMALIZING:
         return None  # a trailing Softmax layer; `_output_transform` applies it when comparing
-    if isinstance(layer, keras.layers.StringLookup):
-        _check_lookup(layer)
-        return None
+    if _activation(layer) == "linear":
+        return None  # an identity: `Activation("linear", dtype="float32")` ends a mixed-precision model
+    if isinstance(layer, (keras.layers.StringLookup, keras.layers.TextVectorization)):
+        problem = (
+            lookup_problem(layer)
+            if isinstance(layer, keras.layers.StringLookup)
+            else vectorizer_problem(layer)
+        )
+        if problem:
+            raise _refuse(layer, problem)
+        return None  # the chain takes the layer's ids
     raise _refuse(layer, "it is not a layer of a chain language model")
 
 
@@ -160,28 +184,12 @@ def _linear_copy(dense):
     return copy
 
 
-def _check_lookup(layer):
-    vocabulary = layer.get_vocabulary()
-    if layer.mask_token is not None or layer.num_oov_indices != 1 or vocabulary[0] != UNK:
-        raise _refuse(
-            layer,
-            f"a language model's id 0 is the unknown token {UNK!r}, but this lookup's vocabulary starts "
-            f"{vocabulary[:2]}; use StringLookup(mask_token=None, num_oov_indices=1)",
-        )
-
-
-def model_vocabulary(model):
-    """The token list of the model's own `StringLookup` (id i → token i), or None if it has none.
-
-    Example:
-
-    >>> text = keras.Input(shape=(None,), dtype="string")
-    >>> ids = keras.layers.StringLookup(vocabulary=list("abc"))(text)
-    >>> model_vocabulary(keras.Model(text, ids))
-    ['[UNK]', 'a', 'b', 'c']
-    """
-    lookups = [layer for layer in model.layers if isinstance(layer, keras.layers.StringLookup)]
-    return [str(token) for token in lookups[0].get_vocabulary()] if len(lookups) == 1 else None
+def _unmasked_copy(embedding):
+    """`embedding` with `mask_zero=False`: the same vectors, for ids that are never the padding id 0."""
+    copy = keras.layers.Embedding(embedding.input_dim, embedding.output_dim, name=embedding.name)
+    copy.build()
+    copy.set_weights(embedding.get_weights())
+    return copy
 
 
 def _output_transform(model):
@@ -225,12 +233,15 @@ def _check_order(model, layers):
         )
 
 
-def as_language_model(model):
+def as_language_model(model, padded=False):
     """Converts a Keras language model into a chain `run_language_model` can run.
 
     Args:
         model: A built Keras `Sequential` or functional model, `tokens` (B,T)
             int → logits (B,T,V), of the layers in the module docstring.
+        padded: Whether id 0 is the padding token `""` (never text), so
+            that an `Embedding(mask_zero=True)` converts. The vocabulary of
+            the model's own lookup layer says it itself. Default: `False`.
 
     Returns:
         A functional `keras.Model` with input `tokens` (B,T) int32 and output
@@ -245,7 +256,9 @@ def as_language_model(model):
             f"Model `{model.name}` has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "a language model has one of each (tokens → logits)."
         )
-    layers = [converted for converted in map(_convert, model.layers) if converted is not None]
+    vocabulary = model_vocabulary(model)
+    padded = padded or (vocabulary is not None and vocabulary[:2] == [PADDING, UNK])
+    layers = [converted for layer in model.layers if (converted := _convert(layer, padded)) is not None]
     _check_order(model, layers)
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = tokens
@@ -254,17 +267,21 @@ def as_language_model(model):
         if isinstance(layer, Recurrent):
             x = x[0]  # (outputs (B, T, H), final_state)
     chain = keras.Model(tokens, x, name=model.name)
-    _check_reproduces(model, chain, vocab_size=layers[0].input_dim)
+    _check_reproduces(model, chain, vocab_size=layers[0].input_dim, first_id=2 if padded else 0)
     return chain
 
 
-def _check_reproduces(model, chain, vocab_size):
-    probe = np.random.default_rng(0).integers(0, vocab_size, _PROBE_SHAPE).astype("int32")  # (B, T)
-    vocabulary = model_vocabulary(model)
-    model_input = probe if vocabulary is None else np.asarray(vocabulary, dtype=object)[probe]
-    expected = keras.ops.convert_to_numpy(model(model_input, training=False))
+def _check_reproduces(model, chain, vocab_size, first_id):
+    batch, length = _PROBE_SHAPE
+    vectorizer = text_vectorization(model)
+    if vectorizer is not None and vectorizer.get_config()["output_sequence_length"]:
+        length = min(length, vectorizer.get_config()["output_sequence_length"])  # the model cuts text there
+    probe = np.random.default_rng(0).integers(first_id, vocab_size, (batch, length)).astype("int32")  # (B, T)
+    expected = keras.ops.convert_to_numpy(model(model_input(model, probe), training=False))
+    expected = expected[:, : probe.shape[1]]  # a TextVectorization may pad to output_sequence_length
     got = keras.ops.convert_to_numpy(_output_transform(model)(chain(probe, training=False)))
-    if expected.shape != got.shape or not np.allclose(expected, got, atol=_PROBE_TOLERANCE, rtol=0):
+    tolerance = max(_PROBE_TOLERANCE.get(layer.compute_dtype, 1e-4) for layer in model.layers)
+    if expected.shape != got.shape or not np.allclose(expected, got, atol=tolerance, rtol=0):
         raise UserError(
             f"Model `{model.name}` does not compute a plain chain of its layers (its logits differ "
             "from the chain's); only Embedding → recurrent layers → Dense models can be exported."

@@ -52,7 +52,6 @@ from rnnserve.training.export.checks import (
 )
 from rnnserve.training.export.text import VocabularyTables
 from rnnserve.training.export.writer import Endpoint
-from rnnserve.training.vocab import UNK_ID
 
 # Sizes of the warmup requests: a short prompt and a few new tokens.
 _WARMUP_STEPS, _WARMUP_NEW_TOKENS = 4, 2
@@ -80,6 +79,8 @@ class LanguageModelSignatures:
             from `build_language_model` or `as_language_model`.
         vocabulary: The `Vocabulary` whose ids the model was trained on.
         max_new_tokens_limit: The largest `max_new_tokens` accepted.
+        tables: The in-graph text tables (`text.py`) of `generate_text`,
+            `encode` and `decode`. Default: `VocabularyTables(vocabulary)`.
 
     Example:
 
@@ -89,16 +90,18 @@ class LanguageModelSignatures:
     ```
     """
 
-    def __init__(self, model, vocabulary, max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS_LIMIT):
+    def __init__(self, model, vocabulary, max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS_LIMIT, tables=None):
         self.model = model
         self.vocab_size = len(vocabulary)
         self.state_size = state_size(model)
         self.limit = int(max_new_tokens_limit)
         self.vocab_level = vocabulary.level
-        self.tables = VocabularyTables(vocabulary)
+        self.unk_id, self.padding_id = vocabulary.unk_id, vocabulary.padding_id
+        self.reserved_ids = vocabulary.reserved_ids  # never generated
+        self.tables = VocabularyTables(vocabulary) if tables is None else tables
 
     def track(self):
-        """What the export must track: the model's variables and the lookup table."""
+        """What the export must track: the model's variables and the text lookup."""
         return [self.model, self.tables.table]
 
     def metadata(self, task):
@@ -132,7 +135,8 @@ class LanguageModelSignatures:
             "embedding_dim": int(embedding.output_dim),
             contract.VOCAB_SIZE: self.vocab_size,
             contract.VOCAB_LEVEL: self.vocab_level,
-            contract.UNK_ID: UNK_ID,
+            contract.UNK_ID: self.unk_id,
+            contract.PADDING_ID: self.padding_id,
             contract.STATE_SIZE: self.state_size,
             contract.STATE_LAYOUT: state_layout(self.model),
             contract.MAX_NEW_TOKENS_LIMIT: self.limit,
@@ -181,7 +185,9 @@ class LanguageModelSignatures:
         the model's weights read once before it.
         """
         model = self.model
-        pickers = sampling.pickers(temperature, top_k, seed, max_new_tokens, self.vocab_size)
+        pickers = sampling.pickers(
+            temperature, top_k, seed, max_new_tokens, self.vocab_size, masked_ids=self.reserved_ids
+        )
         states, weights = unpack_cell_states(model, state), read_weights(model)
 
         def generation(pick):
@@ -272,7 +278,8 @@ class LanguageModelSignatures:
 
     def endpoints(self):
         """The six `Endpoint`s, with warmup requests for `serving_default`, `step` and `generate`."""
-        prompt = np.arange(_WARMUP_STEPS, dtype=np.int32) % (self.vocab_size - 1) + 1  # ids ≥ 1
+        first = len(self.reserved_ids)  # the first id of real text
+        prompt = np.arange(_WARMUP_STEPS, dtype=np.int32) % (self.vocab_size - first) + first
         tokens = np.stack([prompt, prompt[::-1]])  # (2, T)
         zeros = np.zeros((2, self.state_size), np.float32)
         sampling = {
@@ -325,7 +332,7 @@ class LanguageModelSignatures:
                 ),
                 [
                     {
-                        contract.PROMPT: np.array([self.tables.tokens[1].encode("utf-8")], dtype=object),
+                        contract.PROMPT: np.array([self.tables.tokens[first].encode("utf-8")], dtype=object),
                         **sampling,
                     }
                 ],

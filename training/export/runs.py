@@ -36,9 +36,10 @@ from rnnserve import __version__
 from rnnserve.errors import UserError
 from rnnserve.training.export import CONTRACTS, DEFAULT_MAX_NEW_TOKENS_LIMIT, versions
 from rnnserve.training.export.keras_files import custom_objects_from, load_keras_file
-from rnnserve.training.export.keras_import import as_language_model, model_vocabulary
+from rnnserve.training.export.keras_import import as_language_model
+from rnnserve.training.export.keras_text import model_text
 from rnnserve.training.export.language_model import LanguageModelSignatures
-from rnnserve.training.export.vocab_files import FORMATS, read_vocabulary, vocabulary_from_tokens
+from rnnserve.training.export.vocab_files import read_vocabulary
 from rnnserve.training.export.writer import Endpoint, write_savedmodel
 from rnnserve.training.files import read_json
 from rnnserve.training.run_directory import RunDirectory
@@ -182,6 +183,7 @@ def export_language_model(
     progress=None,
     extra_metadata=None,
     verify=True,
+    tables=None,
 ):
     """Exports a Keras language model under the language-model contract.
 
@@ -196,6 +198,8 @@ def export_language_model(
             for. Default: 1024.
         progress, verify: See `write_savedmodel`.
         extra_metadata: More facts for `rnnserve.json`.
+        tables: The text signatures' tables (`text.py`). Default:
+            `VocabularyTables(vocabulary)`.
 
     Returns:
         The published version directory.
@@ -204,11 +208,12 @@ def export_language_model(
         isinstance(max_new_tokens_limit, int) and max_new_tokens_limit >= 1
     ):
         raise UserError(f"--max-new-tokens-limit must be a positive integer, got {max_new_tokens_limit!r}.")
-    if len(vocabulary) < 2:
+    if len(vocabulary) <= len(vocabulary.reserved_ids):
         raise UserError(
-            "The vocabulary holds only [UNK], which is never generated; build it from a real corpus."
+            "The vocabulary holds only [UNK] (and padding), which is never generated; build it from a "
+            "real corpus."
         )
-    chain = as_language_model(model)
+    chain = as_language_model(model, padded=vocabulary.padding_id is not None)
     embedding, logits = chain.layers[1], chain.layers[-1]
     for what, size in (("Embedding input size", embedding.input_dim), ("output Dense units", logits.units)):
         if size != len(vocabulary):
@@ -216,7 +221,7 @@ def export_language_model(
                 f"The vocabulary has {len(vocabulary)} tokens but the model's {what} is {size}; "
                 "export the model with the vocabulary it was trained on."
             )
-    signatures = LanguageModelSignatures(chain, vocabulary, max_new_tokens_limit)
+    signatures = LanguageModelSignatures(chain, vocabulary, max_new_tokens_limit, tables)
     metadata = {**signatures.metadata(task), **(extra_metadata or {})}
     return write_savedmodel(
         export_base,
@@ -285,17 +290,6 @@ def export_run(
     )
 
 
-def _model_vocabulary(model):
-    """The vocabulary of the model's own StringLookup, or the error asking for --vocab."""
-    tokens = model_vocabulary(model)
-    if tokens is None:
-        raise UserError(
-            f"Model `{model.name}` is a language model: pass --vocab FILE, the vocabulary its token ids "
-            f"come from ({FORMATS})."
-        )
-    return vocabulary_from_tokens(tokens, f"the StringLookup of model `{model.name}`")
-
-
 def _plain_reason(error):
     """The first sentence of a conversion refusal, for the notice of a plain export."""
     return str(error).split(". Supported layers")[0].rstrip(".")
@@ -350,7 +344,9 @@ def export_keras_model(
     chain = None
     if contract != "plain":
         try:
-            chain = as_language_model(model)
+            chain = as_language_model(
+                model, padded=vocabulary is not None and vocabulary.padding_id is not None
+            )
         except UserError as error:
             if contract == "language-model":
                 raise
@@ -363,13 +359,15 @@ def export_keras_model(
     if chain is None:
         metadata = {"task": "keras", **provenance}
         return write_savedmodel(export_base, [model_endpoint(model)], metadata, [model], version, progress)
+    vocabulary, tables, text_metadata = model_text(model, vocabulary)
     return export_language_model(
         chain,
-        vocabulary or _model_vocabulary(model),
+        vocabulary,
         export_base,
         task="keras",
         version=version,
         max_new_tokens_limit=max_new_tokens_limit,
         progress=progress,
-        extra_metadata=provenance,
+        extra_metadata={**text_metadata, **provenance},
+        tables=tables,
     )

@@ -6,12 +6,15 @@
 | a JSON list of tokens, id i = the i-th | `["[UNK]", "a", "b"]` (`StringLookup.get_vocabulary()`) | ids as listed |
 | a JSON `{token: id}` mapping | `{"a": 1, "b": 2}` (Keras `Tokenizer.word_index`) | ids as mapped |
 
-Id 0 is the unknown token `[UNK]`: never generated, and what text outside
-the vocabulary becomes. A list or mapping may leave id 0 out (Keras'
-`Tokenizer` starts at 1) or hold the padding token `""` there
-(`TextVectorization`); both become `[UNK]`. Any other token at id 0, or
-`[UNK]` at another id, is refused. The level of a list or a mapping is
-`"char"` when every token after id 0 is one character, else `"word"`.
+The unknown token `[UNK]` (what text outside the vocabulary becomes) is id
+0, or id 1 when id 0 is the padding token `""` (the layout of
+`TextVectorization` and `StringLookup(mask_token="")`); neither is ever
+generated. A list or mapping may leave id 0 out (Keras' `Tokenizer` starts
+at 1): it becomes `[UNK]`, or the padding token when `[UNK]` is id 1
+(`Tokenizer(oov_token="[UNK]")`). A `""` at id 0 with no `[UNK]` anywhere
+becomes `[UNK]`. Any other layout is refused. The level of a list or a
+mapping is `"char"` when every token after the reserved ones is one
+character, else `"word"`.
 
 Example:
 
@@ -26,13 +29,13 @@ from __future__ import annotations
 import json
 
 from rnnserve.errors import UserError
-from rnnserve.training.vocab import LEVELS, UNK, Vocabulary
+from rnnserve.training.vocab import LEVELS, PADDING, UNK, Vocabulary
 
 FORMATS = (
     '{"level": "char"|"word", "tokens": ["[UNK]", ...]}, a JSON list of tokens (id i = the i-th), '
     "or a JSON {token: id} mapping"
 )
-_PADDING = ""
+LAYOUTS = f"{UNK!r} at id 0, or the padding token {PADDING!r} at id 0 and {UNK!r} at id 1 (TextVectorization's layout)"
 
 
 def _describe(value):
@@ -58,7 +61,8 @@ def _from_mapping(mapping, source):
             f"{source} has no token for id(s) {missing[:5]}; a {{token: id}} vocabulary needs every id "
             f"from 1 to {size - 1}."
         )
-    return [ids.get(index, UNK) for index in range(size)]
+    unused = PADDING if ids.get(1) == UNK else UNK  # what the missing id 0 stands for
+    return [ids.get(index, unused) for index in range(size)]
 
 
 def vocabulary_from_tokens(tokens, source, level=None):
@@ -70,29 +74,30 @@ def vocabulary_from_tokens(tokens, source, level=None):
         level: `"char"` or `"word"`; `None` infers it.
 
     Raises:
-        UserError: a token is not a string, repeats, or id 0 / `[UNK]` are misplaced.
+        UserError: a token is not a string, repeats, or `[UNK]` is misplaced.
     """
     tokens = list(tokens)
     for index, token in enumerate(tokens):
         if not isinstance(token, str):
             raise UserError(f"{source}: the token of id {index} is {_describe(token)}, not a string.")
-    if tokens and tokens[0] == _PADDING and UNK not in tokens:
+    if tokens and tokens[0] == PADDING and UNK not in tokens:
         tokens[0] = UNK
-    if not tokens or tokens[0] != UNK:
+    if tokens[:1] != [UNK] and tokens[:2] != [PADDING, UNK]:
         found = f"{tokens[0]!r} at id 0" if tokens else "no tokens"
         if UNK in tokens:
             found += f" and {UNK!r} at id {tokens.index(UNK)}"
         raise UserError(
-            f"{source} has {found}; a language model's id 0 is the unknown token {UNK!r} (never "
-            "generated), so the vocabulary must start with it."
+            f"{source} has {found}; a language model's vocabulary has the unknown token {UNK!r} "
+            f"(never generated) at its start: {LAYOUTS}."
         )
     seen = set()
     for token in tokens:
         if token in seen:
             raise UserError(f"{source} lists the token {token!r} twice.")
         seen.add(token)
+    first_text = tokens.index(UNK) + 1
     if level is None:
-        level = "char" if all(len(token) == 1 for token in tokens[1:]) else "word"
+        level = "char" if all(len(token) == 1 for token in tokens[first_text:]) else "word"
     return Vocabulary(tokens=tuple(tokens), level=level)
 
 
