@@ -133,6 +133,7 @@ class Decoder:
         self._lanes: dict[int, _Lane] = {}
         self._facts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._sampler: _Sampler | None = None  # built at the first decode step
+        self._closed = False
 
     def facts(self, servable) -> ModelFacts:
         """The version's `ModelFacts`, read once per loaded version."""
@@ -141,6 +142,13 @@ class Decoder:
             if facts is None:
                 facts = self._facts[servable] = ModelFacts(servable)
             return facts
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Ends every generation as cancelled (the server is stopping) and waits for the lanes to let go."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+            self._lock.wait_for(lambda: all(lane.live == 0 for lane in self._lanes.values()), timeout)
 
     def _pick(self) -> _Sampler:
         with self._lock:
@@ -222,9 +230,11 @@ class Decoder:
         cancelled = threading.Event()
 
         def on_end(reason, kept, error):
+            if error is None and reason == FINISH_CANCELLED:  # timed out (nobody waits), or the server stops
+                error = ServingError("UNAVAILABLE", "The server is shutting down; send the call again later.")
             if error is not None:
                 done.set_exception(error)
-            elif reason != FINISH_CANCELLED:
+            else:
                 done.set_result((np.array([[row.generated[0]]], np.int32), kept))
 
         row = _Row(
@@ -349,7 +359,7 @@ class Decoder:
         """The rows not cancelled (the cancelled ones end here, before any more work)."""
         alive = []
         for row in rows:
-            if row.cancelled():
+            if row.cancelled() or self._closed:
                 self._end(lane, row, FINISH_CANCELLED)
             else:
                 alive.append(row)
@@ -382,6 +392,7 @@ class Decoder:
         finally:
             with self._lock:
                 lane.live -= 1
+                self._lock.notify_all()
 
 
 def tokens_of(rows) -> np.ndarray:

@@ -426,6 +426,18 @@ def test_a_live_stream_keeps_its_version_loaded_through_a_hot_reload(tmp_path):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_stopping_the_server_ends_its_live_streams_as_cancelled(bases):
+    running = start_server({LM: bases[LM]})
+    stream = running.core.generate_stream(
+        spec(), StreamParams(tokens=[3], max_new_tokens=5000), entrypoint="GRPC"
+    )
+    next(iter(stream))
+    started = time.monotonic()
+    running.stop(grace=0)
+    assert time.monotonic() - started < 10  # not the 60 s a version waits for requests in flight
+    assert stream.end.finish_reason == "cancelled"
+
+
 # -- unary batching ---------------------------------------------------------------
 
 
