@@ -123,6 +123,7 @@ class ModelFacts:
         vocab_size: V (the `step` signature's logits width).
         state_size: S (its `state` width).
         limit: the largest `max_new_tokens` (rnnserve.json's `max_new_tokens_limit`).
+        draws_as_generate: whether its `generate` follows the sampling rule (None = not checked yet).
     """
 
     def __init__(self, servable):
@@ -136,6 +137,7 @@ class ModelFacts:
         limit = _metadata(servable).get(contract.MAX_NEW_TOKENS_LIMIT)
         valid = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
         self.limit = limit if valid else DEFAULT_MAX_NEW_TOKENS_LIMIT
+        self.draws_as_generate: bool | None = None  # see `Decoder.draws_as_generate`
         self._servable = servable
         self._lock = threading.Lock()
         self._pieces: list[str] | None = None

@@ -28,9 +28,11 @@ class UnaryBatcher:
     """`--enable_batching` for language models: one-token `generate` calls through the decoder.
 
     A `generate` call of one row with max_new_tokens 1 and valid inputs is
-    decoded in the version's lane, with the other rows there; anything
-    else (and anything the signature itself should reject, so that it
-    answers its own error) goes to the `Batcher`.
+    decoded in the version's lane, with the other rows there, when the
+    version's `generate` draws as the contract's rule does
+    (`Decoder.draws_as_generate`); anything else (and anything the
+    signature itself should reject, so that it answers its own error) goes
+    to the `Batcher`.
 
     Args:
         batcher: the server's (or the version's own) `Batcher`.
@@ -72,6 +74,8 @@ class UnaryBatcher:
         try:
             facts = self.decoder.facts(servable)
         except ServingError:
+            return None
+        if not self.decoder.draws_as_generate(servable):
             return None
         max_new_tokens, temperature, top_k, seed = (value.reshape(()).item() for value in scalars)
         tokens, state = arrays[contract.TOKENS], arrays[contract.STATE]

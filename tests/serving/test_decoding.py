@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import CLS, start_server
+from conftest import LM as FIXTURE_LM
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_pb2
 
@@ -56,7 +57,13 @@ def bases(tmp_path_factory, exports):
     root = tmp_path_factory.mktemp("decoding")
     char_dir = export(str(root / LM))
     word_dir = export(str(root / WORDS), level="word")
-    return {LM: str(root / LM), WORDS: str(root / WORDS), CLS: exports[CLS], "dirs": (char_dir, word_dir)}
+    return {
+        LM: str(root / LM),
+        WORDS: str(root / WORDS),
+        CLS: exports[CLS],
+        "ownrule": exports[FIXTURE_LM],  # a hand-written export whose top-k sampling is its own
+        "dirs": (char_dir, word_dir),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -447,7 +454,7 @@ def batching_server(bases):
         "max_batch_size { value: 16 } batch_timeout_micros { value: 20000 } num_batch_threads { value: 1 }",
         BatchingParameters(),
     )
-    running = start_server({LM: bases[LM]}, batching=parameters)
+    running = start_server({LM: bases[LM], "ownrule": bases["ownrule"]}, batching=parameters)
     yield running
     running.stop(grace=2)
 
@@ -571,3 +578,20 @@ def test_one_token_generate_errors_are_the_signatures_own(batching_server):
         )
     assert info.value.code == "INVALID_ARGUMENT" and "tokens" in info.value.message
     assert os.path.isdir(batching_server.options.model_config.model_config_list.config[0].base_path)
+
+
+def test_a_version_whose_generate_samples_its_own_way_is_not_batched_through_the_decoder(
+    batching_server, bases
+):
+    own = Direct(os.path.join(bases["ownrule"], "1"))
+    generate_spec = model_pb2.ModelSpec(name="ownrule", signature_name="generate")
+
+    def call(i):
+        inputs = one_token_inputs(1 + i % 9, 1.0, i, state=np.zeros((1, S), np.float32))
+        return batching_server.core.predict(generate_spec, inputs, entrypoint="GRPC")[1]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, range(16)))
+    for i, outputs in enumerate(results):
+        expected, _ = own.generate([1 + i % 9], n=1, temperature=1.0, top_k=6, seed=i)
+        assert outputs[contract.TOKENS].tolist() == [expected]
