@@ -191,7 +191,7 @@ class ServerCore:
                     model_spec,
                     sequence_id,
                     control,
-                    params.state is not None,
+                    decoding.sends_state(params),
                     contract.STEP,
                     timeout_ms,
                 )

@@ -272,6 +272,19 @@ def test_bad_requests_fail_before_any_piece_with_one_sentence(server, params, co
     assert got_code == code and words in message, message
 
 
+def test_empty_fields_of_a_wire_message_count_as_absent(server, direct):
+    expected = direct.generate([5, 6], n=4)[0]
+    pieces, _ = run(
+        server.core, StreamParams(prompt="", tokens=[5, 6], state=[], max_new_tokens=4, temperature=0.0)
+    )
+    assert tokens_of(pieces) == expected
+    _, end = run(server.core, StreamParams(tokens=[5], state=[], max_new_tokens=2, sequence_control=1))
+    _, end = run(
+        server.core, StreamParams(tokens=[5], state=[], max_new_tokens=2, sequence_id=end.sequence_id)
+    )
+    assert end.sequence_id > 0
+
+
 def test_unknown_models_and_models_that_are_not_language_models(server):
     assert error_of(server.core, StreamParams(tokens=[3]), name="nope", sentence=False)[0] == "NOT_FOUND"
     code, message = error_of(server.core, StreamParams(tokens=[3]), name=CLS)
