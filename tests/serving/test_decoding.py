@@ -321,50 +321,41 @@ def test_a_cancelled_stream_stops_the_servers_work_within_one_step(server):
 # -- server-side sequences ------------------------------------------------------
 
 
-def test_a_sequence_streamed_in_parts_equals_one_generate(server, direct):
+def on_sequence(core, sequence_id, control, token, n=5, **sampling):
+    """(tokens, end) of a stream on a server-side sequence from one token (greedy unless told)."""
+    params = StreamParams(
+        tokens=[token],
+        max_new_tokens=n,
+        sequence_id=sequence_id,
+        sequence_control=control,
+        **{"temperature": 0.0, **sampling},
+    )
+    pieces, end = run(core, params)
+    return tokens_of(pieces), end
+
+
+def test_a_sequence_streamed_in_parts_equals_generate_with_client_held_state(server, direct):
     prompt = direct.encode("the q")
-    expected, _ = direct.generate(prompt, n=30, temperature=0.7, seed=3)
     pieces, end = run(
         server.core, StreamParams(tokens=prompt, max_new_tokens=10, temperature=0.0, sequence_control=1)
     )
     assert end.state is None and end.sequence_id > 0
-    greedy, _ = direct.generate(prompt, n=10)
+    greedy, held = direct.generate(prompt, n=10)
     assert tokens_of(pieces) == greedy
     # Continue from the last token, sampling; the oracle is generate from the client-held state.
-    _, held = direct.generate(prompt, n=10)
     expected, expected_state = direct.generate([end.last_token], held, n=15, temperature=0.7, seed=3)
-    pieces, second = run(
-        server.core,
-        StreamParams(
-            tokens=[end.last_token], max_new_tokens=15, temperature=0.7, seed=3, sequence_id=end.sequence_id
-        ),
+    tokens, second = on_sequence(
+        server.core, end.sequence_id, 0, end.last_token, n=15, temperature=0.7, seed=3
     )
-    assert tokens_of(pieces) == expected and second.sequence_id == end.sequence_id
+    assert tokens == expected and second.sequence_id == end.sequence_id
     # Fork: the branch starts from a copy; the parent is unchanged.
-    branch_pieces, branch = run(
-        server.core,
-        StreamParams(
-            tokens=[second.last_token],
-            max_new_tokens=5,
-            temperature=0.0,
-            sequence_id=end.sequence_id,
-            sequence_control=3,
-        ),
-    )
     fork_expected, _ = direct.generate([second.last_token], expected_state, n=5)
-    assert tokens_of(branch_pieces) == fork_expected and branch.sequence_id not in (0, end.sequence_id)
-    parent_pieces, _ = run(
-        server.core,
-        StreamParams(
-            tokens=[second.last_token],
-            max_new_tokens=5,
-            temperature=0.0,
-            sequence_id=end.sequence_id,
-            sequence_control=2,
-        ),
-    )
-    assert tokens_of(parent_pieces) == fork_expected  # the same state the fork started from
+    tokens, branch = on_sequence(server.core, end.sequence_id, 3, second.last_token)
+    assert tokens == fork_expected and branch.sequence_id not in (0, end.sequence_id)
+    tokens, _ = on_sequence(server.core, end.sequence_id, 2, second.last_token)  # end the parent
+    assert tokens == fork_expected  # the same state the fork started from
     assert error_of(server.core, StreamParams(tokens=[3], sequence_id=end.sequence_id))[0] == "NOT_FOUND"
+    assert on_sequence(server.core, branch.sequence_id, 2, 3)[1].sequence_id == branch.sequence_id
 
 
 def test_a_cancelled_stream_on_a_sequence_keeps_what_it_sampled(server, direct):
@@ -379,36 +370,18 @@ def test_a_cancelled_stream_on_a_sequence_keeps_what_it_sampled(server, direct):
     sampled += tokens_of(pieces)  # what was sampled before the cancel took effect
     end = stream.end
     assert end.finish_reason == "cancelled" and end.generated_tokens == len(sampled) < 5000
-    pieces, _ = run(
-        server.core,
-        StreamParams(
-            tokens=[end.last_token],
-            max_new_tokens=4,
-            temperature=0.0,
-            sequence_id=end.sequence_id,
-            sequence_control=2,
-        ),
-    )
+    tokens, _ = on_sequence(server.core, end.sequence_id, 2, end.last_token, n=4)
     # The oracle: the kept state is `step` over the prompt and every sampled token but the last.
     _, kept = direct.step([[5] + sampled[:-1]], np.zeros((1, S), np.float32))
-    assert tokens_of(pieces) == direct.generate([sampled[-1]], kept, n=4)[0]
+    assert tokens == direct.generate([sampled[-1]], kept, n=4)[0]
 
 
 def test_a_stream_that_fails_before_its_first_token_changes_no_sequence(server, direct):
     _, end = run(server.core, StreamParams(tokens=[5], max_new_tokens=3, temperature=0.0, sequence_control=1))
     error_of(server.core, StreamParams(tokens=[999], sequence_id=end.sequence_id))
     error_of(server.core, StreamParams(tokens=[5], max_new_tokens=0, sequence_id=end.sequence_id))
-    pieces, _ = run(
-        server.core,
-        StreamParams(
-            tokens=[end.last_token],
-            max_new_tokens=3,
-            temperature=0.0,
-            sequence_id=end.sequence_id,
-            sequence_control=2,
-        ),
-    )
-    assert tokens_of(pieces) == direct.generate([5], n=6)[0][3:]
+    tokens, _ = on_sequence(server.core, end.sequence_id, 2, end.last_token, n=3)
+    assert tokens == direct.generate([5], n=6)[0][3:]
 
 
 def test_a_live_stream_keeps_its_version_loaded_through_a_hot_reload(tmp_path):
