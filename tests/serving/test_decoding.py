@@ -581,3 +581,19 @@ def test_a_version_whose_generate_samples_its_own_way_is_not_batched_through_the
     for i, outputs in enumerate(results):
         expected, _ = own.generate([1 + i % 9], n=1, temperature=1.0, top_k=6, seed=i)
         assert outputs[contract.TOKENS].tolist() == [expected]
+
+
+def test_a_stream_counts_as_one_generate_stream_request(server):
+    metric, labels = ":tensorflow:serving:request_latency_count", {"model_name": LM, "API": "GenerateStream"}
+    before = sample(server.metrics, metric, entrypoint="REST", status="OK", **labels)
+    failed = sample(server.metrics, metric, entrypoint="REST", status="INVALID_ARGUMENT", **labels)
+    with server.core.generate_stream(
+        spec(), StreamParams(tokens=[3], max_new_tokens=3), entrypoint="REST"
+    ) as stream:
+        list(stream)
+    with pytest.raises(ServingError):
+        server.core.generate_stream(spec(), StreamParams(tokens=[3], max_new_tokens=0), entrypoint="REST")
+    assert sample(server.metrics, metric, entrypoint="REST", status="OK", **labels) == before + 1
+    assert (
+        sample(server.metrics, metric, entrypoint="REST", status="INVALID_ARGUMENT", **labels) == failed + 1
+    )
