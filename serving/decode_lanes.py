@@ -59,17 +59,6 @@ from rnnserve.serving.errors import ServingError
 
 LINGER_SECONDS = 2.0  # an idle lane's thread waits this long for more work before it exits
 FINISH_ERROR = "error"  # the streams_total label of a stream that failed midway
-# (temperature, top_k, seed) of the calls that check a version's `generate` against the rule.
-PROBES = (
-    (0.0, 0, 0),
-    (1.0, 0, 1),
-    (2.0, 0, 2),
-    (1.0, 3, 3),
-    (1.5, 5, 4),
-    (0.7, 2, 5),
-    (1.0, 4, 6),
-    (3.0, 6, 7),
-)
 
 
 class _Sampler:
@@ -154,55 +143,6 @@ class Decoder:
                 facts = self._facts[servable] = ModelFacts(servable)
             return facts
 
-    def draws_as_generate(self, servable) -> bool:
-        """Whether the version's own `generate` draws as the contract says (checked once, with probes).
-
-        One-token `generate` calls are decoded here only then, so that a
-        call answers what the version's `generate` answers even for an
-        export with a sampling rule of its own.
-        """
-        facts = self.facts(servable)
-        if facts.draws_as_generate is None:
-            facts.draws_as_generate = self._probe(servable, facts)
-        return facts.draws_as_generate
-
-    def _probe(self, servable, facts: ModelFacts) -> bool:
-        if contract.GENERATE not in servable.signatures:
-            return False
-        token = np.array([[min(1, facts.vocab_size - 1)]], np.int32)
-        zeros = np.zeros((1, facts.state_size), np.float32)
-        try:
-            ours = servable.run(
-                contract.STEP,
-                {contract.TOKENS: token, contract.STATE: zeros},
-                [contract.LOGITS, contract.STATE],
-            )
-            rows = len(PROBES)
-            picked = self._pick()(
-                np.repeat(ours[contract.LOGITS][:, -1], rows, axis=0),  # (P, V)
-                np.array([probe[0] for probe in PROBES], np.float32),
-                np.array([min(probe[1], facts.vocab_size) for probe in PROBES], np.int32),
-                np.array([probe[2] for probe in PROBES], np.int64),
-                np.zeros(rows, np.int32),
-            )
-            for (temperature, top_k, seed), expected in zip(PROBES, picked.tolist()):
-                inputs = {
-                    contract.TOKENS: token,
-                    contract.STATE: zeros,
-                    contract.MAX_NEW_TOKENS: np.array(1, np.int32),
-                    contract.TEMPERATURE: np.array(temperature, np.float32),
-                    contract.TOP_K: np.array(min(top_k, facts.vocab_size), np.int32),
-                    contract.SEED: np.array(seed, np.int64),
-                }
-                theirs = servable.run(contract.GENERATE, inputs, [contract.TOKENS, contract.STATE])
-                if theirs[contract.TOKENS].tolist() != [[expected]]:
-                    return False
-                if not np.allclose(theirs[contract.STATE], ours[contract.STATE], atol=1e-5):
-                    return False
-        except (ServingError, KeyError, ValueError):
-            return False
-        return True
-
     def close(self, timeout: float = 10.0) -> None:
         """Ends every generation as cancelled (the server is stopping) and waits for the lanes to let go."""
         with self._lock:
@@ -210,7 +150,8 @@ class Decoder:
             self._lock.notify_all()
             self._lock.wait_for(lambda: all(lane.live == 0 for lane in self._lanes.values()), timeout)
 
-    def _pick(self) -> _Sampler:
+    def sampler(self) -> _Sampler:
+        """The shared sampler: `sampling.pick_rows` as a function of numpy arrays, (B,) int32 out."""
         with self._lock:
             if self._sampler is None:
                 self._sampler = _Sampler()
@@ -391,7 +332,7 @@ class Decoder:
             with self._lock:
                 lane.active = []
             return
-        tokens = self._pick()(
+        tokens = self.sampler()(
             np.stack([row.logits for row in active]),  # (B, V)
             np.array([row.temperature for row in active], np.float32),
             np.array([row.top_k for row in active], np.int32),

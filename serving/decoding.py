@@ -137,7 +137,7 @@ class ModelFacts:
         limit = _metadata(servable).get(contract.MAX_NEW_TOKENS_LIMIT)
         valid = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
         self.limit = limit if valid else DEFAULT_MAX_NEW_TOKENS_LIMIT
-        self.draws_as_generate: bool | None = None  # see `Decoder.draws_as_generate`
+        self.draws_as_generate: bool | None = None  # see `unary_batching.draws_as_generate`
         self._servable = servable
         self._lock = threading.Lock()
         self._pieces: list[str] | None = None
