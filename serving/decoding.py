@@ -123,6 +123,7 @@ class ModelFacts:
         vocab_size: V (the `step` signature's logits width).
         state_size: S (its `state` width).
         limit: the largest `max_new_tokens` (rnnserve.json's `max_new_tokens_limit`).
+        draws_as_generate: whether its `generate` follows the sampling rule (None = not checked yet).
     """
 
     def __init__(self, servable):
@@ -133,7 +134,10 @@ class ModelFacts:
         self.state_size = step.inputs[contract.STATE].tensor_shape.dim[-1].size
         if self.vocab_size < 1 or self.state_size < 1:
             raise not_a_language_model(servable)
-        self.limit = _metadata(servable).get(contract.MAX_NEW_TOKENS_LIMIT, DEFAULT_MAX_NEW_TOKENS_LIMIT)
+        limit = _metadata(servable).get(contract.MAX_NEW_TOKENS_LIMIT)
+        valid = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+        self.limit = limit if valid else DEFAULT_MAX_NEW_TOKENS_LIMIT
+        self.draws_as_generate: bool | None = None  # see `unary_batching.draws_as_generate`
         self._servable = servable
         self._lock = threading.Lock()
         self._pieces: list[str] | None = None
@@ -206,11 +210,18 @@ def check_params(params: StreamParams, facts: ModelFacts) -> tuple[float, int, i
     return temperature, top_k, seed, max_new_tokens, stop
 
 
+def sends_state(params: StreamParams) -> bool:
+    """Whether the request carries a state of its own (an empty one is none)."""
+    return params.state is not None and np.size(params.state) > 0
+
+
 def check_state(state, facts: ModelFacts) -> np.ndarray | None:
-    """A client's `(S,)` state as float32 (1, S), or None."""
+    """A client's `(S,)` state as float32 (1, S), or None (none sent, or an empty one)."""
     if state is None:
         return None
     array = np.asarray(state, np.float32)
+    if array.size == 0:
+        return None
     if array.shape != (facts.state_size,):
         raise invalid(
             f"Received an invalid `state`: expected shape ({facts.state_size},), got {tuple(array.shape)}."
@@ -219,17 +230,24 @@ def check_state(state, facts: ModelFacts) -> np.ndarray | None:
 
 
 def prompt_tokens(params: StreamParams, servable, facts: ModelFacts) -> np.ndarray:
-    """The prompt as `(T,)` int32 ids (the `encode` signature turns text into ids)."""
-    if (params.prompt is None) == (params.tokens is None):
+    """The prompt as `(T,)` int32 ids (the `encode` signature turns text into ids).
+
+    An empty `prompt` or `tokens` beside a non-empty other counts as absent
+    (a wire message cannot leave a field out).
+    """
+    prompt, tokens = params.prompt, params.tokens
+    if prompt is not None and tokens is not None and (prompt == "") != (len(tokens) == 0):
+        prompt, tokens = (None, tokens) if prompt == "" else (prompt, None)
+    if (prompt is None) == (tokens is None):
         raise invalid("Send exactly one of `prompt` (text) and `tokens` (ids) to start the generation from.")
-    if params.prompt is not None:
+    if prompt is not None:
         if contract.ENCODE not in servable.signatures:
             raise not_a_language_model(servable)
-        text = np.array([params.prompt.encode("utf-8")], dtype=object)
+        text = np.array([prompt.encode("utf-8")], dtype=object)
         outputs = servable.run(contract.ENCODE, {contract.TEXT: text}, [contract.TOKENS, contract.LENGTHS])
         tokens = outputs[contract.TOKENS][0, : int(outputs[contract.LENGTHS][0])]
     else:
-        tokens = np.asarray(list(params.tokens), dtype=np.int64)
+        tokens = np.asarray(list(tokens), dtype=np.int64)
         if tokens.ndim != 1:
             raise invalid("Received an invalid `tokens`: expected a flat list of token ids.")
         if tokens.size and (tokens.min() < 0 or tokens.max() >= facts.vocab_size):

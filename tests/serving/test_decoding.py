@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import CLS, start_server
+from conftest import LM as FIXTURE_LM
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_pb2
 
@@ -56,7 +57,13 @@ def bases(tmp_path_factory, exports):
     root = tmp_path_factory.mktemp("decoding")
     char_dir = export(str(root / LM))
     word_dir = export(str(root / WORDS), level="word")
-    return {LM: str(root / LM), WORDS: str(root / WORDS), CLS: exports[CLS], "dirs": (char_dir, word_dir)}
+    return {
+        LM: str(root / LM),
+        WORDS: str(root / WORDS),
+        CLS: exports[CLS],
+        "ownrule": exports[FIXTURE_LM],  # a hand-written export whose top-k sampling is its own
+        "dirs": (char_dir, word_dir),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +272,19 @@ def test_bad_requests_fail_before_any_piece_with_one_sentence(server, params, co
     assert got_code == code and words in message, message
 
 
+def test_empty_fields_of_a_wire_message_count_as_absent(server, direct):
+    expected = direct.generate([5, 6], n=4)[0]
+    pieces, _ = run(
+        server.core, StreamParams(prompt="", tokens=[5, 6], state=[], max_new_tokens=4, temperature=0.0)
+    )
+    assert tokens_of(pieces) == expected
+    _, end = run(server.core, StreamParams(tokens=[5], state=[], max_new_tokens=2, sequence_control=1))
+    _, end = run(
+        server.core, StreamParams(tokens=[5], state=[], max_new_tokens=2, sequence_id=end.sequence_id)
+    )
+    assert end.sequence_id > 0
+
+
 def test_unknown_models_and_models_that_are_not_language_models(server):
     assert error_of(server.core, StreamParams(tokens=[3]), name="nope", sentence=False)[0] == "NOT_FOUND"
     code, message = error_of(server.core, StreamParams(tokens=[3]), name=CLS)
@@ -301,50 +321,41 @@ def test_a_cancelled_stream_stops_the_servers_work_within_one_step(server):
 # -- server-side sequences ------------------------------------------------------
 
 
-def test_a_sequence_streamed_in_parts_equals_one_generate(server, direct):
+def on_sequence(core, sequence_id, control, token, n=5, **sampling):
+    """(tokens, end) of a stream on a server-side sequence from one token (greedy unless told)."""
+    params = StreamParams(
+        tokens=[token],
+        max_new_tokens=n,
+        sequence_id=sequence_id,
+        sequence_control=control,
+        **{"temperature": 0.0, **sampling},
+    )
+    pieces, end = run(core, params)
+    return tokens_of(pieces), end
+
+
+def test_a_sequence_streamed_in_parts_equals_generate_with_client_held_state(server, direct):
     prompt = direct.encode("the q")
-    expected, _ = direct.generate(prompt, n=30, temperature=0.7, seed=3)
     pieces, end = run(
         server.core, StreamParams(tokens=prompt, max_new_tokens=10, temperature=0.0, sequence_control=1)
     )
     assert end.state is None and end.sequence_id > 0
-    greedy, _ = direct.generate(prompt, n=10)
+    greedy, held = direct.generate(prompt, n=10)
     assert tokens_of(pieces) == greedy
     # Continue from the last token, sampling; the oracle is generate from the client-held state.
-    _, held = direct.generate(prompt, n=10)
     expected, expected_state = direct.generate([end.last_token], held, n=15, temperature=0.7, seed=3)
-    pieces, second = run(
-        server.core,
-        StreamParams(
-            tokens=[end.last_token], max_new_tokens=15, temperature=0.7, seed=3, sequence_id=end.sequence_id
-        ),
+    tokens, second = on_sequence(
+        server.core, end.sequence_id, 0, end.last_token, n=15, temperature=0.7, seed=3
     )
-    assert tokens_of(pieces) == expected and second.sequence_id == end.sequence_id
+    assert tokens == expected and second.sequence_id == end.sequence_id
     # Fork: the branch starts from a copy; the parent is unchanged.
-    branch_pieces, branch = run(
-        server.core,
-        StreamParams(
-            tokens=[second.last_token],
-            max_new_tokens=5,
-            temperature=0.0,
-            sequence_id=end.sequence_id,
-            sequence_control=3,
-        ),
-    )
     fork_expected, _ = direct.generate([second.last_token], expected_state, n=5)
-    assert tokens_of(branch_pieces) == fork_expected and branch.sequence_id not in (0, end.sequence_id)
-    parent_pieces, _ = run(
-        server.core,
-        StreamParams(
-            tokens=[second.last_token],
-            max_new_tokens=5,
-            temperature=0.0,
-            sequence_id=end.sequence_id,
-            sequence_control=2,
-        ),
-    )
-    assert tokens_of(parent_pieces) == fork_expected  # the same state the fork started from
+    tokens, branch = on_sequence(server.core, end.sequence_id, 3, second.last_token)
+    assert tokens == fork_expected and branch.sequence_id not in (0, end.sequence_id)
+    tokens, _ = on_sequence(server.core, end.sequence_id, 2, second.last_token)  # end the parent
+    assert tokens == fork_expected  # the same state the fork started from
     assert error_of(server.core, StreamParams(tokens=[3], sequence_id=end.sequence_id))[0] == "NOT_FOUND"
+    assert on_sequence(server.core, branch.sequence_id, 2, 3)[1].sequence_id == branch.sequence_id
 
 
 def test_a_cancelled_stream_on_a_sequence_keeps_what_it_sampled(server, direct):
@@ -354,40 +365,23 @@ def test_a_cancelled_stream_on_a_sequence_keeps_what_it_sampled(server, direct):
         entrypoint="GRPC",
     )
     pieces = iter(stream)
-    for _ in range(3):
-        next(pieces)
+    sampled = [next(pieces).token_ids[0] for _ in range(3)]
     stream.close()
+    sampled += tokens_of(pieces)  # what was sampled before the cancel took effect
     end = stream.end
-    assert end.finish_reason == "cancelled" and end.generated_tokens >= 3
-    pieces, _ = run(
-        server.core,
-        StreamParams(
-            tokens=[end.last_token],
-            max_new_tokens=4,
-            temperature=0.0,
-            sequence_id=end.sequence_id,
-            sequence_control=2,
-        ),
-    )
-    expected, _ = direct.generate([5], n=end.generated_tokens + 4)
-    assert tokens_of(pieces) == expected[end.generated_tokens :]
+    assert end.finish_reason == "cancelled" and end.generated_tokens == len(sampled) < 5000
+    tokens, _ = on_sequence(server.core, end.sequence_id, 2, end.last_token, n=4)
+    # The oracle: the kept state is `step` over the prompt and every sampled token but the last.
+    _, kept = direct.step([[5] + sampled[:-1]], np.zeros((1, S), np.float32))
+    assert tokens == direct.generate([sampled[-1]], kept, n=4)[0]
 
 
 def test_a_stream_that_fails_before_its_first_token_changes_no_sequence(server, direct):
     _, end = run(server.core, StreamParams(tokens=[5], max_new_tokens=3, temperature=0.0, sequence_control=1))
     error_of(server.core, StreamParams(tokens=[999], sequence_id=end.sequence_id))
     error_of(server.core, StreamParams(tokens=[5], max_new_tokens=0, sequence_id=end.sequence_id))
-    pieces, _ = run(
-        server.core,
-        StreamParams(
-            tokens=[end.last_token],
-            max_new_tokens=3,
-            temperature=0.0,
-            sequence_id=end.sequence_id,
-            sequence_control=2,
-        ),
-    )
-    assert tokens_of(pieces) == direct.generate([5], n=6)[0][3:]
+    tokens, _ = on_sequence(server.core, end.sequence_id, 2, end.last_token, n=3)
+    assert tokens == direct.generate([5], n=6)[0][3:]
 
 
 def test_a_live_stream_keeps_its_version_loaded_through_a_hot_reload(tmp_path):
@@ -425,6 +419,18 @@ def test_a_live_stream_keeps_its_version_loaded_through_a_hot_reload(tmp_path):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_stopping_the_server_ends_its_live_streams_as_cancelled(bases):
+    running = start_server({LM: bases[LM]})
+    stream = running.core.generate_stream(
+        spec(), StreamParams(tokens=[3], max_new_tokens=5000), entrypoint="GRPC"
+    )
+    next(iter(stream))
+    started = time.monotonic()
+    running.stop(grace=0)
+    assert time.monotonic() - started < 10  # not the 60 s a version waits for requests in flight
+    assert stream.end.finish_reason == "cancelled"
+
+
 # -- unary batching ---------------------------------------------------------------
 
 
@@ -434,7 +440,7 @@ def batching_server(bases):
         "max_batch_size { value: 16 } batch_timeout_micros { value: 20000 } num_batch_threads { value: 1 }",
         BatchingParameters(),
     )
-    running = start_server({LM: bases[LM]}, batching=parameters)
+    running = start_server({LM: bases[LM], "ownrule": bases["ownrule"]}, batching=parameters)
     yield running
     running.stop(grace=2)
 
@@ -558,3 +564,36 @@ def test_one_token_generate_errors_are_the_signatures_own(batching_server):
         )
     assert info.value.code == "INVALID_ARGUMENT" and "tokens" in info.value.message
     assert os.path.isdir(batching_server.options.model_config.model_config_list.config[0].base_path)
+
+
+def test_a_version_whose_generate_samples_its_own_way_is_not_batched_through_the_decoder(
+    batching_server, bases
+):
+    own = Direct(os.path.join(bases["ownrule"], "1"))
+    generate_spec = model_pb2.ModelSpec(name="ownrule", signature_name="generate")
+
+    def call(i):
+        inputs = one_token_inputs(1 + i % 9, 1.0, i, state=np.zeros((1, S), np.float32))
+        return batching_server.core.predict(generate_spec, inputs, entrypoint="GRPC")[1]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, range(16)))
+    for i, outputs in enumerate(results):
+        expected, _ = own.generate([1 + i % 9], n=1, temperature=1.0, top_k=6, seed=i)
+        assert outputs[contract.TOKENS].tolist() == [expected]
+
+
+def test_a_stream_counts_as_one_generate_stream_request(server):
+    metric, labels = ":tensorflow:serving:request_latency_count", {"model_name": LM, "API": "GenerateStream"}
+    before = sample(server.metrics, metric, entrypoint="REST", status="OK", **labels)
+    failed = sample(server.metrics, metric, entrypoint="REST", status="INVALID_ARGUMENT", **labels)
+    with server.core.generate_stream(
+        spec(), StreamParams(tokens=[3], max_new_tokens=3), entrypoint="REST"
+    ) as stream:
+        list(stream)
+    with pytest.raises(ServingError):
+        server.core.generate_stream(spec(), StreamParams(tokens=[3], max_new_tokens=0), entrypoint="REST")
+    assert sample(server.metrics, metric, entrypoint="REST", status="OK", **labels) == before + 1
+    assert (
+        sample(server.metrics, metric, entrypoint="REST", status="INVALID_ARGUMENT", **labels) == failed + 1
+    )
