@@ -15,10 +15,10 @@ dropped before the next `step` call, so the server stops working for it at
 once. Each row keeps its own temperature, top_k, seed and token number, so
 its tokens are the ones `generate` gives it alone.
 
-With `--enable_batching`, `UnaryBatcher` routes one-token `generate` calls
-through the lanes too (at most the batching parameters' `max_batch_size`
-of them per step, waiting up to `batch_timeout_micros` for company), and
-every other call to the `Batcher`.
+With `--enable_batching`, `serving.unary_batching.UnaryBatcher` sends
+one-token `generate` calls through the lanes too (`generate_one`: at most
+the batching parameters' `max_batch_size` of them per step, waiting up to
+`batch_timeout_micros` for company).
 
 Example:
 
@@ -43,6 +43,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
 
 from rnnserve import contract, sampling
 from rnnserve.serving.decoding import (
@@ -60,17 +61,30 @@ LINGER_SECONDS = 2.0  # an idle lane's thread waits this long for more work befo
 FINISH_ERROR = "error"  # the streams_total label of a stream that failed midway
 
 
-@tf.function(
-    input_signature=[
-        tf.TensorSpec((None, None), tf.float32),
-        tf.TensorSpec((None,), tf.float32),
-        tf.TensorSpec((None,), tf.int32),
-        tf.TensorSpec((None,), tf.int64),
-        tf.TensorSpec((None,), tf.int32),
-    ]
-)
-def _pick(logits, temperature, top_k, seed, position):
-    return sampling.pick_rows(logits, temperature, top_k, seed, position)
+class _Sampler:
+    """`sampling.pick_rows` in a graph of its own, run through a session callable.
+
+    The same ops as the eager function, at a fraction of an eager call's
+    overhead per step (the cost that matters at a few rows).
+    """
+
+    def __init__(self):
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            inputs = [
+                tf.compat.v1.placeholder(tf.float32, (None, None)),  # logits (B, V)
+                tf.compat.v1.placeholder(tf.float32, (None,)),  # temperature
+                tf.compat.v1.placeholder(tf.int32, (None,)),  # top_k
+                tf.compat.v1.placeholder(tf.int64, (None,)),  # seed
+                tf.compat.v1.placeholder(tf.int32, (None,)),  # position
+            ]
+            picked = sampling.pick_rows(*inputs)  # (B,)
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        options = config_pb2.CallableOptions(feed=[x.name for x in inputs], fetch=[picked.name])
+        self._run = self._session._make_callable_from_options(options)
+
+    def __call__(self, logits, temperature, top_k, seed, position) -> np.ndarray:
+        return self._run(logits, temperature, top_k, seed, position)[0]
 
 
 @dataclasses.dataclass(eq=False)
@@ -103,6 +117,7 @@ class _Lane:
         self.servable = servable
         self.pending: collections.deque[_Row] = collections.deque()
         self.active: list[_Row] = []
+        self.live = 0  # rows submitted and not ended (also while a step holds them)
 
 
 class Decoder:
@@ -117,6 +132,8 @@ class Decoder:
         self._lock = threading.Condition()  # guards _lanes and every lane's pending / active lists
         self._lanes: dict[int, _Lane] = {}
         self._facts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._sampler: _Sampler | None = None  # built at the first decode step
+        self._closed = False
 
     def facts(self, servable) -> ModelFacts:
         """The version's `ModelFacts`, read once per loaded version."""
@@ -126,13 +143,24 @@ class Decoder:
                 facts = self._facts[servable] = ModelFacts(servable)
             return facts
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Ends every generation as cancelled (the server is stopping) and waits for the lanes to let go."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+            self._lock.wait_for(lambda: all(lane.live == 0 for lane in self._lanes.values()), timeout)
+
+    def _pick(self) -> _Sampler:
+        with self._lock:
+            if self._sampler is None:
+                self._sampler = _Sampler()
+            return self._sampler
+
     def pinned(self, name: str, version: int) -> bool:
         """Whether a generation runs on this version (it must stay loaded)."""
         with self._lock:
             return any(
-                lane.servable.name == name
-                and lane.servable.version == version
-                and (lane.pending or lane.active)
+                lane.servable.name == name and lane.servable.version == version and lane.live > 0
                 for lane in self._lanes.values()
             )
 
@@ -202,9 +230,11 @@ class Decoder:
         cancelled = threading.Event()
 
         def on_end(reason, kept, error):
+            if error is None and reason == FINISH_CANCELLED:  # timed out (nobody waits), or the server stops
+                error = ServingError("UNAVAILABLE", "The server is shutting down; send the call again later.")
             if error is not None:
                 done.set_exception(error)
-            elif reason != FINISH_CANCELLED:
+            else:
                 done.set_result((np.array([[row.generated[0]]], np.int32), kept))
 
         row = _Row(
@@ -234,6 +264,7 @@ class Decoder:
                 name = f"rnnserve-decode-{servable.name}-{servable.version}"
                 threading.Thread(target=self._run_lane, args=(lane,), name=name, daemon=True).start()
             lane.pending.append(row)
+            lane.live += 1
             self._lock.notify_all()
 
     # -- the lane's loop -----------------------------------------------------
@@ -255,7 +286,8 @@ class Decoder:
                 if lane.active:
                     return []
                 if now - idle_since >= LINGER_SECONDS:
-                    del self._lanes[id(lane.servable)]
+                    if self._lanes.get(id(lane.servable)) is lane:
+                        del self._lanes[id(lane.servable)]
                     return None
                 self._lock.wait(LINGER_SECONDS - (now - idle_since))
 
@@ -282,149 +314,87 @@ class Decoder:
             except Exception as error:  # a bug must not strand the lane's rows
                 failure = error if isinstance(error, ServingError) else ServingError("INTERNAL", str(error))
                 for row in lane.active + new:
-                    self._end(row, FINISH_ERROR, failure)
+                    self._end(lane, row, FINISH_ERROR, failure)
                 with self._lock:
                     lane.active = []
 
     def _step(self, lane: _Lane, new: list[_Row]) -> None:
         """One decode step of every row of the lane (module docstring)."""
-        new = self._alive(new)
-        active = self._alive(lane.active)
+        new = self._alive(lane, new)
+        active = self._alive(lane, lane.active)
         by_length = collections.defaultdict(list)
         for row in new:
             by_length[len(row.prompt)].append(row)
         for rows in by_length.values():
-            active += self._feed(lane.servable, rows, np.stack([row.prompt for row in rows]))
+            active += self._feed(lane, rows, np.stack([row.prompt for row in rows]))
         if not active:
             with self._lock:
                 lane.active = []
             return
-        tokens = _pick(
+        tokens = self._pick()(
             np.stack([row.logits for row in active]),  # (B, V)
             np.array([row.temperature for row in active], np.float32),
             np.array([row.top_k for row in active], np.int32),
             np.array([row.seed for row in active], np.int64),
             np.array([len(row.generated) for row in active], np.int32),
-        ).numpy()  # (B,)
+        )  # (B,)
         self._metrics.decode_batch_size.observe(len(active))
         self._metrics.generated_tokens.labels(model_name=lane.servable.name).inc(len(active))
         going_on = []
         for row, token in zip(active, tokens.tolist()):
             row.generated.append(token)
             if row.on_token(token):
-                self._end(row, FINISH_STOP)
+                self._end(lane, row, FINISH_STOP)
             elif len(row.generated) == row.max_new_tokens:
-                self._end(row, FINISH_LENGTH)
+                self._end(lane, row, FINISH_LENGTH)
             else:
                 going_on.append(row)
-        going_on = self._alive(going_on)
+        going_on = self._alive(lane, going_on)
         if going_on:
-            going_on = self._feed(lane.servable, going_on, tokens_of(going_on))
+            going_on = self._feed(lane, going_on, tokens_of(going_on))
         with self._lock:
             lane.active = going_on
 
-    def _alive(self, rows: list[_Row]) -> list[_Row]:
+    def _alive(self, lane: _Lane, rows: list[_Row]) -> list[_Row]:
         """The rows not cancelled (the cancelled ones end here, before any more work)."""
         alive = []
         for row in rows:
-            if row.cancelled():
-                self._end(row, FINISH_CANCELLED)
+            if row.cancelled() or self._closed:
+                self._end(lane, row, FINISH_CANCELLED)
             else:
                 alive.append(row)
         return alive
 
-    def _feed(self, servable, rows: list[_Row], tokens: np.ndarray) -> list[_Row]:
+    def _feed(self, lane: _Lane, rows: list[_Row], tokens: np.ndarray) -> list[_Row]:
         """Runs `step` on tokens (B, T) from the rows' states; returns the rows it advanced."""
         states = np.concatenate([row.state for row in rows])  # (B, S)
         try:
-            outputs = servable.run(
+            outputs = lane.servable.run(
                 contract.STEP,
                 {contract.TOKENS: tokens, contract.STATE: states},
                 [contract.LOGITS, contract.STATE],
             )
         except ServingError as error:
             for row in rows:
-                self._end(row, FINISH_ERROR, error)
+                self._end(lane, row, FINISH_ERROR, error)
             return []
         logits, states = outputs[contract.LOGITS][:, -1], outputs[contract.STATE]  # (B, V), (B, S)
         for b, row in enumerate(rows):
             row.logits, row.state = logits[b], states[b : b + 1]
         return rows
 
-    @staticmethod
-    def _end(row: _Row, reason: str, error: ServingError | None = None) -> None:
+    def _end(self, lane: _Lane, row: _Row, reason: str, error: ServingError | None = None) -> None:
         if row.ended:
             return
         row.ended = True
-        row.on_end(reason, row.state if row.generated else None, error)
+        try:
+            row.on_end(reason, row.state if row.generated else None, error)
+        finally:
+            with self._lock:
+                lane.live -= 1
+                self._lock.notify_all()
 
 
 def tokens_of(rows) -> np.ndarray:
     """Each row's last sampled token, as the next `step` input (B, 1) int32."""
     return np.array([[row.generated[-1]] for row in rows], np.int32)
-
-
-class UnaryBatcher:
-    """`--enable_batching` for language models: one-token `generate` calls through the decoder.
-
-    A `generate` call of one row with max_new_tokens 1 and valid inputs is
-    decoded in the version's lane, with the other rows there; anything
-    else (and anything the signature itself should reject, so that it
-    answers its own error) goes to the `Batcher`.
-
-    Args:
-        batcher: the server's (or the version's own) `Batcher`.
-        decoder: the server's `Decoder`.
-    """
-
-    def __init__(self, batcher, decoder: Decoder):
-        self.batcher, self.decoder = batcher, decoder
-
-    def run(self, servable, signature_name: str, arrays: dict, aliases, timeout_ms: int = 0) -> dict:
-        """As `Batcher.run`: one checked call, batched with others; alias -> array."""
-        row = self._one_token(servable, signature_name, arrays, aliases)
-        if row is None:
-            return self.batcher.run(servable, signature_name, arrays, aliases, timeout_ms)
-        batching = (self.batcher.max_batch_size, self.batcher.timeout)
-        tokens, state = self.decoder.generate_one(servable, *row, batching=batching, timeout_ms=timeout_ms)
-        outputs = {contract.TOKENS: tokens, contract.STATE: state}
-        return {alias: outputs[alias] for alias in aliases}
-
-    def _one_token(self, servable, signature_name: str, arrays: dict, aliases):
-        """(tokens, state, temperature, top_k, seed) of a call the decoder can take, else None."""
-        wanted = {
-            contract.TOKENS: np.int32,
-            contract.STATE: np.float32,
-            contract.MAX_NEW_TOKENS: np.int32,
-            contract.TEMPERATURE: np.float32,
-            contract.TOP_K: np.int32,
-            contract.SEED: np.int64,
-        }
-        if signature_name != contract.GENERATE or set(arrays) != set(wanted):
-            return None
-        if not set(aliases) <= {contract.TOKENS, contract.STATE}:
-            return None
-        if any(arrays[name].dtype != dtype for name, dtype in wanted.items()):
-            return None
-        scalars = [arrays[name] for name in list(wanted)[2:]]
-        if any(value.shape not in ((), (1,)) for value in scalars):
-            return None
-        try:
-            facts = self.decoder.facts(servable)
-        except ServingError:
-            return None
-        max_new_tokens, temperature, top_k, seed = (value.reshape(()).item() for value in scalars)
-        tokens, state = arrays[contract.TOKENS], arrays[contract.STATE]
-        if (
-            max_new_tokens != 1
-            or tokens.ndim != 2
-            or tokens.shape[0] != 1
-            or tokens.shape[1] < 1
-            or tokens.min() < 0
-            or tokens.max() >= facts.vocab_size
-            or state.shape != (1, facts.state_size)
-            or not (np.isfinite(temperature) and temperature >= 0)
-            or not 0 <= top_k <= facts.vocab_size
-        ):
-            return None
-        return tokens, state, temperature, top_k, seed

@@ -133,7 +133,9 @@ class ModelFacts:
         self.state_size = step.inputs[contract.STATE].tensor_shape.dim[-1].size
         if self.vocab_size < 1 or self.state_size < 1:
             raise not_a_language_model(servable)
-        self.limit = _metadata(servable).get(contract.MAX_NEW_TOKENS_LIMIT, DEFAULT_MAX_NEW_TOKENS_LIMIT)
+        limit = _metadata(servable).get(contract.MAX_NEW_TOKENS_LIMIT)
+        valid = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+        self.limit = limit if valid else DEFAULT_MAX_NEW_TOKENS_LIMIT
         self._servable = servable
         self._lock = threading.Lock()
         self._pieces: list[str] | None = None

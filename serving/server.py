@@ -169,6 +169,7 @@ class ModelServer:
             self._rest.close(grace)  # runs alongside gRPC's grace period
         if grpc_stopped is not None:
             grpc_stopped.wait()
+        self.core.decoder.close()  # streams still running end as cancelled
         if self.batcher is not None:
             self.batcher.close()
         self.sequences.stop()

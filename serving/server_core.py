@@ -36,8 +36,9 @@ from tensorflow_serving.apis import (
 
 from rnnserve import contract
 from rnnserve.serving import decoding, sequence_predict, servable_inference
-from rnnserve.serving.decode_lanes import Decoder, UnaryBatcher
+from rnnserve.serving.decode_lanes import Decoder
 from rnnserve.serving.errors import CODE_NUMBERS, ServingError
+from rnnserve.serving.unary_batching import UnaryBatcher
 
 SIGNATURE_DEF = "signature_def"
 

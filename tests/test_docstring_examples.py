@@ -61,6 +61,7 @@ RUN = (
     "rnnserve.serving.cli_client",
     "rnnserve.serving.config",
     "rnnserve.serving.config_protos",
+    "rnnserve.serving.decoding",
     "rnnserve.serving.errors",
     "rnnserve.serving.flags",
     "rnnserve.serving.http_bodies",

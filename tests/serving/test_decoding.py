@@ -354,11 +354,11 @@ def test_a_cancelled_stream_on_a_sequence_keeps_what_it_sampled(server, direct):
         entrypoint="GRPC",
     )
     pieces = iter(stream)
-    for _ in range(3):
-        next(pieces)
+    sampled = [next(pieces).token_ids[0] for _ in range(3)]
     stream.close()
+    sampled += tokens_of(pieces)  # what was sampled before the cancel took effect
     end = stream.end
-    assert end.finish_reason == "cancelled" and end.generated_tokens >= 3
+    assert end.finish_reason == "cancelled" and end.generated_tokens == len(sampled) < 5000
     pieces, _ = run(
         server.core,
         StreamParams(
@@ -369,8 +369,9 @@ def test_a_cancelled_stream_on_a_sequence_keeps_what_it_sampled(server, direct):
             sequence_control=2,
         ),
     )
-    expected, _ = direct.generate([5], n=end.generated_tokens + 4)
-    assert tokens_of(pieces) == expected[end.generated_tokens :]
+    # The oracle: the kept state is `step` over the prompt and every sampled token but the last.
+    _, kept = direct.step([[5] + sampled[:-1]], np.zeros((1, S), np.float32))
+    assert tokens_of(pieces) == direct.generate([sampled[-1]], kept, n=4)[0]
 
 
 def test_a_stream_that_fails_before_its_first_token_changes_no_sequence(server, direct):
@@ -423,6 +424,18 @@ def test_a_live_stream_keeps_its_version_loaded_through_a_hot_reload(tmp_path):
     finally:
         running.stop(grace=2)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_stopping_the_server_ends_its_live_streams_as_cancelled(bases):
+    running = start_server({LM: bases[LM]})
+    stream = running.core.generate_stream(
+        spec(), StreamParams(tokens=[3], max_new_tokens=5000), entrypoint="GRPC"
+    )
+    next(iter(stream))
+    started = time.monotonic()
+    running.stop(grace=0)
+    assert time.monotonic() - started < 10  # not the 60 s a version waits for requests in flight
+    assert stream.end.finish_reason == "cancelled"
 
 
 # -- unary batching ---------------------------------------------------------------
