@@ -11,6 +11,7 @@ Serving's status codes and HTTP map for the errors.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -360,6 +361,22 @@ def test_the_sse_reply_is_a_chunked_uncached_event_stream_with_cors_headers(stre
     connection.request("GET", f"/v1/models/{LM}")
     assert connection.getresponse().status == 200
     connection.close()
+
+
+def test_a_gzipped_chunked_request_body_is_read_as_for_predict(stream_server, stock):
+    tokens, _, _ = generate_oracle(stock, PROMPT_TOKENS, 4, 0.0, 0, 0)
+    packed = gzip.compress(json.dumps({"tokens": PROMPT_TOKENS, "max_new_tokens": 4}).encode())
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(packed), packed)
+    connection = http.client.HTTPConnection("127.0.0.1", stream_server.rest_port, timeout=TIMEOUT)
+    connection.putrequest("POST", f"/v1/models/{LM}:generate_stream")
+    for name, value in (("Transfer-Encoding", "chunked"), ("Content-Encoding", "gzip")):
+        connection.putheader(name, value)
+    connection.endheaders(chunked)
+    reply = connection.getresponse()
+    assert reply.status == 200
+    events = list(server_sent_events(reply))
+    connection.close()
+    assert [json.loads(data)["token_ids"][0] for _, data in events[:-1]] == tokens
 
 
 def test_an_http_1_0_client_gets_a_close_delimited_stream(stream_server):
