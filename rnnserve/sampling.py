@@ -6,7 +6,7 @@ tokens with it, so a stream draws exactly what `generate` draws.
 
 For one position, with logits z (B, V):
 
-    z[:, UNK] = -inf                           [UNK] (id 0) is never generated
+    z[:, masked] = -inf                        [UNK] (and padding) is never generated
     temperature == 0:  next = argmax z          greedy
     0 < top_k < V:     keep the top_k largest z, next ~ softmax(z_kept / temperature)
     otherwise:         next ~ softmax(z / temperature)

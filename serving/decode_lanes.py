@@ -68,7 +68,7 @@ class _Sampler:
     overhead per step (the cost that matters at a few rows).
     """
 
-    def __init__(self):
+    def __init__(self, masked_ids: tuple[int, ...]):
         self._graph = tf.Graph()
         with self._graph.as_default():
             inputs = [
@@ -78,7 +78,7 @@ class _Sampler:
                 tf.compat.v1.placeholder(tf.int64, (None,)),  # seed
                 tf.compat.v1.placeholder(tf.int32, (None,)),  # position
             ]
-            picked = sampling.pick_rows(*inputs)  # (B,)
+            picked = sampling.pick_rows(*inputs, masked_ids=masked_ids)  # (B,)
         self._session = tf.compat.v1.Session(graph=self._graph)
         options = config_pb2.CallableOptions(feed=[x.name for x in inputs], fetch=[picked.name])
         self._run = self._session._make_callable_from_options(options)
@@ -132,7 +132,7 @@ class Decoder:
         self._lock = threading.Condition()  # guards _lanes and every lane's pending / active lists
         self._lanes: dict[int, _Lane] = {}
         self._facts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._sampler: _Sampler | None = None  # built at the first decode step
+        self._samplers: dict[tuple, _Sampler] = {}  # by masked ids, built at a first decode step
         self._closed = False
 
     def facts(self, servable) -> ModelFacts:
@@ -150,12 +150,13 @@ class Decoder:
             self._lock.notify_all()
             self._lock.wait_for(lambda: all(lane.live == 0 for lane in self._lanes.values()), timeout)
 
-    def sampler(self) -> _Sampler:
-        """The shared sampler: `sampling.pick_rows` as a function of numpy arrays, (B,) int32 out."""
+    def sampler(self, masked_ids: tuple[int, ...]) -> _Sampler:
+        """The shared sampler of models that never pick `masked_ids` (`ModelFacts.masked_ids`):
+        `sampling.pick_rows` as a function of numpy arrays, (B,) int32 out."""
         with self._lock:
-            if self._sampler is None:
-                self._sampler = _Sampler()
-            return self._sampler
+            if masked_ids not in self._samplers:
+                self._samplers[masked_ids] = _Sampler(masked_ids)
+            return self._samplers[masked_ids]
 
     def pinned(self, name: str, version: int) -> bool:
         """Whether a generation runs on this version (it must stay loaded)."""
@@ -332,7 +333,7 @@ class Decoder:
             with self._lock:
                 lane.active = []
             return
-        tokens = self.sampler()(
+        tokens = self.sampler(self.facts(lane.servable).masked_ids)(
             np.stack([row.logits for row in active]),  # (B, V)
             np.array([row.temperature for row in active], np.float32),
             np.array([row.top_k for row in active], np.int32),

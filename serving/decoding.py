@@ -123,6 +123,8 @@ class ModelFacts:
         vocab_size: V (the `step` signature's logits width).
         state_size: S (its `state` width).
         limit: the largest `max_new_tokens` (rnnserve.json's `max_new_tokens_limit`).
+        masked_ids: the ids never sampled: rnnserve.json's `unk_id` (default 0)
+            and its `padding_id` when the vocabulary has one.
         draws_as_generate: whether its `generate` follows the sampling rule (None = not checked yet).
     """
 
@@ -134,9 +136,13 @@ class ModelFacts:
         self.state_size = step.inputs[contract.STATE].tensor_shape.dim[-1].size
         if self.vocab_size < 1 or self.state_size < 1:
             raise not_a_language_model(servable)
-        limit = _metadata(servable).get(contract.MAX_NEW_TOKENS_LIMIT)
-        valid = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
-        self.limit = limit if valid else DEFAULT_MAX_NEW_TOKENS_LIMIT
+        metadata = _metadata(servable)
+        limit = metadata.get(contract.MAX_NEW_TOKENS_LIMIT)
+        self.limit = limit if _is_id(limit) and limit >= 1 else DEFAULT_MAX_NEW_TOKENS_LIMIT
+        unk, padding = metadata.get(contract.UNK_ID), metadata.get(contract.PADDING_ID)
+        unk = unk if _is_id(unk) and unk < self.vocab_size else contract.UNK_TOKEN_ID
+        padded = _is_id(padding) and padding < self.vocab_size and padding != unk
+        self.masked_ids = tuple(sorted({unk, padding} if padded else {unk}))
         self.draws_as_generate: bool | None = None  # see `unary_batching.draws_as_generate`
         self._servable = servable
         self._lock = threading.Lock()
@@ -158,6 +164,10 @@ class ModelFacts:
     def _decode(self, tokens: np.ndarray) -> list[str]:
         texts = self._servable.run(contract.DECODE, {contract.TOKENS: tokens}, [contract.TEXT])[contract.TEXT]
         return [text.decode("utf-8", errors="replace") for text in texts]
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _metadata(servable) -> dict:

@@ -131,7 +131,7 @@ def _probe(decoder, servable, facts) -> bool:
             [contract.LOGITS, contract.STATE],
         )
         rows = len(PROBES)
-        picked = decoder.sampler()(
+        picked = decoder.sampler(facts.masked_ids)(
             np.repeat(ours[contract.LOGITS][:, -1], rows, axis=0),  # (P, V)
             np.array([probe[0] for probe in PROBES], np.float32),
             np.array([min(probe[1], facts.vocab_size) for probe in PROBES], np.int32),

@@ -174,3 +174,31 @@ def test_a_language_model_with_a_padded_string_lookup_needs_no_vocab(tmp_path):
     np.testing.assert_allclose(logits, np.asarray(model(text, training=False)), atol=1e-5, rtol=0)
     encoded = signatures["encode"](text=tf.constant(["abca", "edzb"]))["tokens"].numpy()
     np.testing.assert_array_equal(encoded, ids)
+
+
+def test_a_stream_masks_the_padding_id_and_unk_as_generate_does(exported):
+    from rnnserve.serving.client import PredictionClient
+
+    path, _, _, _ = exported
+    prompt = _ids(PROMPTS)[:1]
+    generate = load_savedmodel(str(path / "base" / "1")).signatures["generate"]
+    server = ModelServer(ServerOptions.for_model("lm", str(path / "base"), port=0, rest_api_port=0)).start()
+    try:
+        with PredictionClient(f"127.0.0.1:{server.grpc_port}") as client:
+            for seed in range(4):
+                with client.generate_stream(
+                    "lm", tokens=prompt[0].tolist(), max_new_tokens=16, temperature=4.0, seed=seed
+                ) as stream:
+                    streamed = [token for piece in stream for token in piece.token_ids]
+                expected = generate(
+                    tokens=tf.constant(prompt),
+                    state=tf.zeros((1, 8)),
+                    max_new_tokens=np.int32(16),
+                    temperature=np.float32(4.0),
+                    top_k=np.int32(0),
+                    seed=np.int64(seed),
+                )["tokens"].numpy()[0]
+                assert streamed == expected.tolist()
+                assert min(streamed) >= 2
+    finally:
+        server.stop(grace=1)
