@@ -1,4 +1,4 @@
-"""Serving latency: Predict(`step`) through the embedded server vs a direct call.
+"""Serving latency: Predict(`step`) through the embedded server vs a direct call; streaming.
 
     rnnserve bench serving            # ~1 minute
     rnnserve bench serving --quick
@@ -16,7 +16,10 @@ makes per token. Contenders:
   run, `max_batch_size` 8, 1 ms timeout).
 
 Each reports p50/p99 latency and requests/s; the server's peak RSS is read
-from /proc after its run. Warm-up requests are not timed.
+from /proc after its run. Warm-up requests are not timed. Then streaming and
+batching across sequences (`streaming.py`): concurrent streams vs one at a
+time, one-token calls of concurrent server-side sequences with batching off
+and on, and a stream's time to first token.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnserve.benchmarks import machine
+from rnnserve.benchmarks import machine, streaming
 from rnnserve.benchmarks.report import machine_markdown, markdown_table, new_results
 
 NAME = "serving"
@@ -190,6 +193,8 @@ def run(args):
         )
         batching_file = Path(directory) / "batching.config"
         batching_file.write_text(BATCHING)
+        results["streaming"] = {"unary": []}
+        scale = 10 if args.quick else 1
         for batching in (False, True):
             server = _Server(base, str(batching_file) if batching else None)
             try:
@@ -198,6 +203,25 @@ def run(args):
                     print(f"serving: {setting}, {clients} client(s) …", flush=True)
                     measured = _through_server(server, width, clients, requests)
                     results["rows"].append({"setting": setting, "clients": clients, **measured})
+                print(f"serving: {streaming.STREAMS} unary sequences, {setting} …", flush=True)
+                measured = streaming.unary_sequences(server, MODEL, calls=streaming.UNARY_CALLS // scale)
+                results["streaming"]["unary"].append({"batching": "on" if batching else "off", **measured})
+                if not batching:
+                    print(f"serving: {streaming.STREAMS} streams, one at a time and at once …", flush=True)
+                    results["streaming"]["streams"] = streaming.streams(
+                        server, MODEL, tokens=streaming.STREAM_TOKENS // scale
+                    )
+                    print(
+                        f"serving: {streaming.STREAMS} streams read from the engine in this process …",
+                        flush=True,
+                    )
+                    results["streaming"]["decoder"] = streaming.decoder_streams(
+                        base, MODEL, tokens=streaming.STREAM_TOKENS // scale
+                    )
+                    print("serving: time to first token …", flush=True)
+                    results["streaming"]["time_to_first_token"] = streaming.time_to_first_token(
+                        server, MODEL, width, samples=streaming.TTFT_SAMPLES // scale
+                    )
                 results["rows"][-1]["server_peak_rss_mib"] = server.peak_rss_mib()
             finally:
                 server.stop()
@@ -232,14 +256,14 @@ def markdown(results):
         ]
         for row in results["rows"]
     ]
-    return "\n\n".join(
-        [
-            machine_markdown(results["machine"]),
-            f"Command: `{results['command']}` ({results['seconds']} s); Predict(`step`), B=1, T=1, "
-            f"{results['rows'][0]['requests']} timed requests per client.",
-            markdown_table(header, rows),
-        ]
-    )
+    parts = [
+        machine_markdown(results["machine"]),
+        f"Command: `{results['command']}` ({results['seconds']} s); Predict(`step`), B=1, T=1, "
+        f"{results['rows'][0]['requests']} timed requests per client.",
+        markdown_table(header, rows),
+        streaming.markdown(results),
+    ]
+    return "\n\n".join(part for part in parts if part)
 
 
 def chart(results, path):

@@ -335,6 +335,29 @@ class Stream:
                 raise item
             yield item
 
+    def coalesced(self) -> Iterator[Piece]:
+        """The pieces as the wire sends them: one per token while the reader keeps up.
+
+        Each blocks for the next piece, then merges into it every piece
+        already waiting, so a reader that falls behind (a slow network, a
+        busy machine) gets the tokens it missed in one message instead of
+        paying a message's cost per token. The text and tokens are the same.
+        """
+        pieces = iter(self)
+        for piece in pieces:
+            texts, tokens = [piece.text], list(piece.token_ids)
+            while True:
+                try:
+                    item = self._items.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(item, Piece):
+                    self._items.put(item)  # the end (or the error) comes after what was merged
+                    break
+                texts.append(item.text)
+                tokens += item.token_ids
+            yield Piece("".join(texts), tokens) if len(tokens) > len(piece.token_ids) else piece
+
     def cancel(self) -> None:
         """Asks the decoder to stop this stream before its next step."""
         self._cancelled.set()

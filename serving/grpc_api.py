@@ -173,7 +173,7 @@ class GenerationServicer(services.GenerationServiceServicer):
             stream.cancel()
         with stream:
             try:
-                for piece in stream:
+                for piece in stream.coalesced():
                     yield streaming.piece_response(piece)
             except Exception as error:
                 _abort(context, error, "Generate")

@@ -147,7 +147,7 @@ def sse_events(stream):
     """The Server-Sent Events of an engine Stream, as bytes; closing the generator cancels the stream."""
     with stream:
         try:
-            for piece in stream:
+            for piece in stream.coalesced():
                 yield sse_event(piece_json(piece))
         except ServingError as error:
             yield sse_event({"error": truncate(error.message), "code": error.code}, "error")

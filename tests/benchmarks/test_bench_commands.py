@@ -21,7 +21,7 @@ def test_generation_times_both_contenders_at_both_batch_sizes(tmp_path):
         assert all(c["tokens_per_s"] > 0 for c in run["contenders"].values())
 
 
-def test_serving_measures_direct_calls_and_the_server_with_and_without_batching(tmp_path):
+def test_serving_measures_direct_calls_the_server_with_and_without_batching_and_streaming(tmp_path):
     results = bench(tmp_path, "serving", "--requests", "10")
     settings = [(row["setting"], row["clients"]) for row in results["rows"]]
     assert settings == [
@@ -35,6 +35,17 @@ def test_serving_measures_direct_calls_and_the_server_with_and_without_batching(
         assert row["requests"] == (10 * row["clients"])
         assert 0 < row["p50_ms"] <= row["p99_ms"]
     assert results["rows"][2]["server_peak_rss_mib"] > 100
+    streaming = results["streaming"]
+    assert streaming["streams"]["streams"] == 16
+    assert (
+        streaming["streams"]["sequential_tokens_per_s"] > 0
+        and streaming["streams"]["concurrent_tokens_per_s"] > 0
+    )
+    assert streaming["decoder"]["concurrent_tokens_per_s"] > 0
+    assert [row["batching"] for row in streaming["unary"]] == ["off", "on"]
+    assert all(row["tokens_per_s"] > 0 and row["sequences"] == 16 for row in streaming["unary"])
+    ttft = streaming["time_to_first_token"]
+    assert 0 < ttft["stream_first_piece_p50_ms"] and 0 < ttft["one_token_predict_p50_ms"]
 
 
 @pytest.mark.parametrize("contenders", ["fused,torch"])

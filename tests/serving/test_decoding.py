@@ -29,7 +29,7 @@ from tensorflow_serving.apis import model_pb2
 from rnnserve import contract
 from rnnserve.models import build_language_model
 from rnnserve.serving.config_protos import BatchingParameters
-from rnnserve.serving.decoding import StreamParams
+from rnnserve.serving.decoding import Piece, Stream, StreamEnd, StreamParams
 from rnnserve.serving.errors import ServingError
 from rnnserve.training.export import export_language_model
 from rnnserve.training.vocab import Vocabulary
@@ -597,3 +597,15 @@ def test_a_stream_counts_as_one_generate_stream_request(server):
     assert (
         sample(server.metrics, metric, entrypoint="REST", status="INVALID_ARGUMENT", **labels) == failed + 1
     )
+
+
+def test_the_wire_gets_one_piece_per_token_while_it_keeps_up_and_what_it_missed_in_one():
+    stream = Stream("lm", 1)
+    wire = stream.coalesced()
+    stream.put(Piece("a", [3]))
+    assert next(wire) == Piece("a", [3])  # a reader that keeps up: one per token
+    for text, token in (("b", 4), ("", 5), ("cd", 6)):  # sampled while the reader was away
+        stream.put(Piece(text, [token]))
+    stream.finish(StreamEnd("length", 4, None, 6, 0, "lm", 1), None)
+    assert list(wire) == [Piece("bcd", [4, 5, 6])]  # the same text and tokens, in one
+    assert stream.end.generated_tokens == 4

@@ -152,7 +152,7 @@ def test_the_concatenated_stream_equals_the_generate_signature(client, stock, sa
         got_text, got_tokens, pieces = read_stream(stream)
     assert got_tokens == tokens
     assert got_text == text
-    assert all(len(piece.token_ids) == 1 for piece in pieces)  # one piece per sampled token
+    assert all(piece.token_ids for piece in pieces)  # one per token, or what a slow reader missed
     end = stream.end
     assert (end.finish_reason, end.generated_tokens, end.last_token) == ("length", 20, tokens[-1])
     assert (end.model, end.version, end.sequence_id) == (LM, 1, 0)
@@ -254,7 +254,7 @@ def test_a_grpc_cancel_mid_stream_stops_the_servers_work(stream_server):
         request.model_spec.name = LM
         call = services.GenerationServiceStub(channel).Generate(request, timeout=TIMEOUT)
         first = next(call)
-        assert len(first.token_ids) == 1
+        assert first.token_ids
         call.cancel()
         with pytest.raises(grpc.RpcError) as raised:
             list(call)

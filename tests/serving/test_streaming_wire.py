@@ -38,6 +38,9 @@ class FailingStream:
         yield Piece("b", [2])
         raise ServingError("INTERNAL", "the decoder failed")
 
+    def coalesced(self):  # what the wire reads: here, each piece as it comes
+        return iter(self)
+
     def cancel(self):
         self.cancelled = True
 
