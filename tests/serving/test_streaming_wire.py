@@ -4,7 +4,7 @@ What the real engine cannot be made to do on demand — fail halfway through
 a stream — is played by `FailingCore`, whose streams hand out two pieces
 and then raise a ServingError, as `decoding.Stream` does when a generation
 fails midway. Oracles: the interface of `ServerCore.generate_stream`
-(streams-api), gRPC's status codes and the event-stream format.
+(`serving/decoding.py`), gRPC's status codes and the event-stream format.
 """
 
 from __future__ import annotations
