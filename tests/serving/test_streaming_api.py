@@ -350,7 +350,8 @@ def test_the_sse_reply_is_a_chunked_uncached_event_stream_with_cors_headers(stre
     assert reply.getheader("Transfer-Encoding") == "chunked"
     assert reply.getheader("Access-Control-Allow-Origin") == "*"
     events = list(server_sent_events(reply))
-    assert [event for event, _ in events] == ["message"] * 5 + ["done"]
+    kinds = [event for event, _ in events]  # pieces a slow reader missed come merged in one event
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"message"}
     pieces = [json.loads(data) for _, data in events[:-1]]
     assert [token for piece in pieces for token in piece["token_ids"]] == tokens
     assert "".join(piece["text"] for piece in pieces) == text
@@ -376,7 +377,7 @@ def test_a_gzipped_chunked_request_body_is_read_as_for_predict(stream_server, st
     assert reply.status == 200
     events = list(server_sent_events(reply))
     connection.close()
-    assert [json.loads(data)["token_ids"][0] for _, data in events[:-1]] == tokens
+    assert [token for _, data in events[:-1] for token in json.loads(data)["token_ids"]] == tokens
 
 
 def test_an_http_1_0_client_gets_a_close_delimited_stream(stream_server):
@@ -388,7 +389,9 @@ def test_an_http_1_0_client_gets_a_close_delimited_stream(stream_server):
     sock.close()
     head, _, payload = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding" not in head
-    assert payload.count(b"\ndata: ") + payload.startswith(b"data: ") == 4 and b"event: done\n" in payload
+    data = [line[len(b"data: ") :] for line in payload.split(b"\n") if line.startswith(b"data: ")]
+    assert b"event: done\n" in payload and json.loads(data[-1])["generated_tokens"] == 3
+    assert sum(len(json.loads(piece)["token_ids"]) for piece in data[:-1]) == 3
 
 
 def test_curl_n_prints_the_data_events_as_they_come(stream_server, stock):
@@ -408,7 +411,8 @@ def test_curl_n_prints_the_data_events_as_they_come(stream_server, stock):
     )
     assert result.returncode == 0, result.stderr
     data = [line[len("data: ") :] for line in result.stdout.splitlines() if line.startswith("data: ")]
-    assert len(data) == 9 and "event: done" in result.stdout
+    assert "event: done" in result.stdout and json.loads(data[-1])["generated_tokens"] == 8
+    assert sum(len(json.loads(piece)["token_ids"]) for piece in data[:-1]) == 8  # 8 events, or fewer merged
     assert "".join(json.loads(piece)["text"] for piece in data[:-1]) == text
 
 
