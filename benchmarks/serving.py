@@ -29,13 +29,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from rnnserve.benchmarks import machine, streaming
+from rnnserve.benchmarks import machine, streaming, timing
 from rnnserve.benchmarks.report import machine_markdown, markdown_table, new_results
 
 NAME = "serving"
@@ -147,23 +146,14 @@ def _through_server(server, state_width, clients, requests):
         for _ in range(20):
             stub.Predict(request, timeout=30)
     latencies = [[] for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
 
     def client(index):
-        barrier.wait()
         for _ in range(requests):
             begin = time.perf_counter()
             stubs[index].Predict(request, timeout=30)
             latencies[index].append(time.perf_counter() - begin)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = timing.all_at_once(client, clients)
     for channel in channels:
         channel.close()
     return _percentiles([value for per_client in latencies for value in per_client], wall)

@@ -22,12 +22,12 @@ client (`PredictionClient`), one client object per thread:
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 
 from rnnserve import contract
+from rnnserve.benchmarks import timing
 
 STREAMS = 16
 STREAM_TOKENS = 200
@@ -39,30 +39,6 @@ def _client(server):
     from rnnserve.serving.client import PredictionClient
 
     return PredictionClient(f"127.0.0.1:{server.port}", timeout=120)
-
-
-def _all_at_once(work, count):
-    """Runs work(i) for i < count in `count` threads started together; returns the wall seconds."""
-    barrier = threading.Barrier(count + 1)
-    errors = []
-
-    def run(index):
-        barrier.wait()
-        try:
-            work(index)
-        except Exception as error:  # reported after the join, never swallowed
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - started
 
 
 def streams(server, model, count=STREAMS, tokens=STREAM_TOKENS):
@@ -114,7 +90,7 @@ def _streams(open_stream, count, tokens):
         one(index)
     sequential = time.perf_counter() - started
     sequential_tokens = sum(generated)
-    concurrent = _all_at_once(one, count)
+    concurrent = timing.all_at_once(one, count)
     row = {
         "streams": count,
         "tokens_per_stream": tokens,
@@ -162,7 +138,7 @@ def unary_sequences(server, model, count=STREAMS, calls=UNARY_CALLS):
 
     one(0)  # warm-up
     latencies[0].clear()
-    wall = _all_at_once(one, count)
+    wall = timing.all_at_once(one, count)
     for client in clients:
         client.close()
     values = np.asarray([value for per in latencies for value in per]) * 1e3

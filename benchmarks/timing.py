@@ -11,11 +11,14 @@ contender alike, and the medians' ratios stay meaningful on a shared machine.
 Runners may live in other processes (`throughput.py` keeps TensorFlow and
 PyTorch apart: each framework's idle worker threads keep spinning for a
 while after its own ops, and would slow the other one down).
+
+`all_at_once` times concurrent work instead: N threads released together.
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 
 
@@ -73,3 +76,30 @@ def time_side_by_side(runners, repeats=5, warmup=2, min_seconds=0.3, max_calls=5
         }
         for name in names
     }
+
+
+def all_at_once(work, count):
+    """Runs work(i) for i < count in `count` threads released together; returns the wall seconds.
+
+    The first error of a thread is raised after all have finished.
+    """
+    barrier = threading.Barrier(count + 1)
+    errors = []
+
+    def run(index):
+        barrier.wait()
+        try:
+            work(index)
+        except Exception as error:  # reported after the join, never swallowed
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
